@@ -1,0 +1,117 @@
+"""The mixed op: one searchable block's candidate paths and its architecture parameters alpha.
+
+Path probabilities are p = softmax(alpha). Modes of `MixedOp.call`:
+
+* ``binary``  (weight step) one sampled path is computed, forward and backward. The choice is a
+  tensor fed to `tf.switch_case`, so a compiled step does not retrace when the sample changes,
+  and only the taken branch runs.
+* ``two``     (architecture step) two sampled paths are computed and mixed by binary gates g
+  (one-hot over the pair); the tape gives dL/dg, which `binary_gate_alpha_grad` turns into
+  dL/dalpha (the paper's Eq. 4), and `rescale_pair` keeps the unsampled probabilities fixed.
+* ``full``    (DARTS-style memory baseline) sum_j p_j * path_j(x) over every path.
+
+A derived network is the ``fixed`` case: the same paths with the choice made once
+(`proxyless_tf.blocks.build_network`).
+"""
+
+import keras
+import tensorflow as tf
+
+from proxyless_tf import blocks
+from proxyless_tf.search_space import ZERO
+
+MODES = ("binary", "two", "full")
+
+
+class MixedOp(keras.layers.Layer):
+    """Candidate paths of one block plus its alpha (a non-trainable weight: only the
+    architecture step changes it, never the weight optimizer)."""
+
+    def __init__(self, candidates, block_index, input_size, in_channels, out_channels, stride,
+                 alpha_init_std=1e-3, **kwargs):
+        kwargs.setdefault("name", f"block{block_index}_mixed")
+        super().__init__(**kwargs)
+        self.candidates = tuple(candidates)
+        self.block_index = block_index
+        self.input_size = input_size
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.stride = stride
+        self.alpha_init_std = alpha_init_std
+        if ZERO in self.candidates and not (stride == 1 and in_channels == out_channels):
+            raise ValueError(f"block {block_index}: 'zero' needs stride 1 and equal channels")
+        # Paths are built eagerly so every variable exists before any step is traced.
+        self.paths = [blocks.build_path(keras, op, block_index, input_size, in_channels,
+                                        out_channels, stride) for op in self.candidates]
+        self.alpha = self.add_weight(
+            shape=(len(self.candidates),), name="alpha", trainable=False,
+            initializer=keras.initializers.RandomNormal(stddev=alpha_init_std))
+
+    @property
+    def probs(self):
+        return tf.nn.softmax(self.alpha)
+
+    def path_output(self, index, x, training):
+        path = self.paths[index]
+        if path is None:  # zero: the block contributes nothing, its shortcut carries x
+            return tf.zeros_like(x)
+        return path(x, training=training)
+
+    def select(self, index, x, training):
+        branches = [lambda k=k: self.path_output(k, x, training) for k in range(len(self.paths))]
+        return tf.switch_case(tf.cast(index, tf.int32), branches)
+
+    def call(self, x, mode="binary", pair=None, gates=None, training=None):
+        if mode == "binary":
+            return self.select(pair[0], x, training)
+        if mode == "two":
+            return gates[0] * self.select(pair[0], x, training) + \
+                   gates[1] * self.select(pair[1], x, training)
+        if mode == "full":
+            probs = self.probs
+            return tf.add_n([probs[k] * self.path_output(k, x, training)
+                             for k in range(len(self.paths))])
+        raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(candidates=list(self.candidates), block_index=self.block_index,
+                      input_size=self.input_size, in_channels=self.in_channels,
+                      out_channels=self.out_channels, stride=self.stride,
+                      alpha_init_std=self.alpha_init_std)
+        return config
+
+
+def sample_pair(alpha, generator):
+    """Two distinct paths drawn without replacement from softmax(alpha) (Gumbel top-2).
+    The first is a plain sample from softmax(alpha): the weight step uses it alone."""
+    gumbel = -tf.math.log(-tf.math.log(generator.uniform(tf.shape(alpha), 1e-20, 1.0)))
+    if alpha.shape[0] == 1:
+        return tf.zeros([2], tf.int32)
+    return tf.math.top_k(alpha + gumbel, k=2).indices
+
+
+def pair_gates(alpha, pair, generator):
+    """Binary gates over a sampled pair: one-hot, the first on with probability
+    p_first / (p_first + p_second) (the renormalised probabilities)."""
+    pair_probs = tf.nn.softmax(tf.gather(alpha, pair))
+    first_on = generator.uniform([]) < pair_probs[0]
+    return tf.where(first_on, tf.constant([1.0, 0.0]), tf.constant([0.0, 1.0]))
+
+
+def binary_gate_alpha_grad(gate_grads, alpha, pair):
+    """dL/dalpha_i = sum_j dL/dg_j * p_j * (delta_ij - p_i), over the sampled pair with their
+    renormalised probabilities, scattered into a gradient for the whole alpha vector."""
+    p = tf.nn.softmax(tf.gather(alpha, pair))
+    pair_grad = p * gate_grads - p * tf.reduce_sum(gate_grads * p)
+    return tf.scatter_nd(tf.reshape(pair, [-1, 1]), pair_grad, tf.shape(alpha))
+
+
+def rescale_pair(alpha, pair, alpha_before):
+    """After the optimiser step, shift the pair's alphas by one offset so that
+    sum(exp(alpha[pair])) is what it was: the unsampled paths keep their probabilities."""
+    old = tf.gather(alpha_before, pair)
+    new = tf.gather(alpha, pair)
+    offset = tf.reduce_logsumexp(new) - tf.reduce_logsumexp(old)
+    alpha.assign(tf.tensor_scatter_nd_sub(alpha, tf.reshape(pair, [-1, 1]),
+                                          tf.fill([2], offset)))

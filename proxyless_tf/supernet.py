@@ -1,0 +1,109 @@
+"""The supernet (over-parameterised network): the search space with a MixedOp in every
+searchable block. Fixed blocks, the stem and the head are the same builders a derived network
+uses (`proxyless_tf.blocks`), so weights line up by layer name."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from proxyless_tf import architecture, blocks
+from proxyless_tf.mixed_op import MixedOp
+
+
+class Supernet(keras.Model):
+
+    def __init__(self, space, alpha_init_std=1e-3, **kwargs):
+        kwargs.setdefault("name", "supernet")
+        super().__init__(**kwargs)
+        self.space = space
+        self.positions = space.positions()
+        self.stem = self._submodel(space.input_size, 3, lambda K, x: blocks.stem(
+            K, x, space.stem_channels, space.stem_stride), "stem")
+        self.backbone = []
+        for p in self.positions:
+            if p.searchable:
+                layer = MixedOp(p.candidates, p.index, p.input_size, p.in_channels,
+                                p.out_channels, p.stride, alpha_init_std)
+            else:
+                layer = blocks.build_path(keras, p.candidates[0], p.index, p.input_size,
+                                          p.in_channels, p.out_channels, p.stride)
+            self.backbone.append(layer)
+        last = self.positions[-1]
+        self.head = self._submodel(last.output_size, last.out_channels, lambda K, x: blocks.head(
+            K, x, space.head_channels, space.num_classes, space.dropout), "head")
+        self.mixed_ops = [b for b in self.backbone if isinstance(b, MixedOp)]
+        self._slot_of_variable = None
+
+    @staticmethod
+    def _submodel(size, channels, build, name):
+        inputs = keras.Input((size, size, channels))
+        return keras.Model(inputs, build(keras, inputs), name=name)
+
+    def call(self, images, mode="binary", paths=None, gates=None, training=False):
+        """`paths` is int32 [num_searchable, 2] (binary mode reads column 0), `gates` is float
+        [num_searchable, 2] (two-path mode)."""
+        x = self.stem(images, training=training)
+        slot = 0
+        for p, layer in zip(self.positions, self.backbone):
+            if isinstance(layer, MixedOp):
+                y = layer(x, mode=mode, pair=None if paths is None else paths[slot],
+                          gates=None if gates is None else gates[slot], training=training)
+                slot += 1
+            else:
+                y = layer(x, training=training)
+            x = x + y if p.has_shortcut else y
+        return self.head(x, training=training)
+
+    # --- architecture parameters -------------------------------------------------------------
+    @property
+    def alphas(self):
+        return [m.alpha for m in self.mixed_ops]
+
+    @property
+    def weight_variables(self):
+        return self.trainable_variables  # alphas are non-trainable weights
+
+    def probabilities(self):
+        return [m.probs.numpy() for m in self.mixed_ops]
+
+    def derive(self, name="derived"):
+        """The final architecture: argmax of alpha in every searchable block, with the
+        per-block probabilities kept in the JSON."""
+        ops, probs = [], []
+        for m, p in zip(self.mixed_ops, self.probabilities()):
+            ops.append(m.candidates[int(np.argmax(p))])
+            probs.append(dict(zip(m.candidates, (float(v) for v in p))))
+        return architecture.from_space(self.space, ops, name=name, probs=probs)
+
+    def argmax_paths(self):
+        idx = [int(np.argmax(m.alpha.numpy())) for m in self.mixed_ops]
+        return tf.constant([[i, i] for i in idx], tf.int32)
+
+    def paths_for(self, arch):
+        """The path indices that fix this supernet to `arch`'s ops."""
+        ops = [b.op for b in arch.blocks if b.searchable]
+        if len(ops) != len(self.mixed_ops):
+            raise ValueError("architecture does not match the supernet's searchable blocks")
+        idx = [m.candidates.index(op) for m, op in zip(self.mixed_ops, ops)]
+        return tf.constant([[i, i] for i in idx], tf.int32)
+
+    # --- which weights a sampled path touches ------------------------------------------------
+    def variable_slots(self):
+        """For each weight variable: (searchable slot, candidate index), or (-1, -1) for weights
+        every path shares (stem, fixed blocks, head)."""
+        if self._slot_of_variable is None:
+            owner = {}
+            for slot, m in enumerate(self.mixed_ops):
+                for k, path in enumerate(m.paths):
+                    for v in (path.trainable_variables if path is not None else []):
+                        owner[id(v)] = (slot, k)
+            self._slot_of_variable = np.array(
+                [owner.get(id(v), (-1, -1)) for v in self.weight_variables], np.int32)
+        return self._slot_of_variable
+
+    def active_variables(self, paths):
+        """Bool [num_weight_variables]: True for shared weights and the sampled paths' weights."""
+        slots = self.variable_slots()
+        slot = tf.constant(np.maximum(slots[:, 0], 0))
+        chosen = tf.gather(paths[:, 0], slot)
+        return tf.logical_or(tf.constant(slots[:, 0] < 0), tf.equal(chosen, slots[:, 1]))
