@@ -66,6 +66,11 @@ def int_list(values, flag):
 
 def space_from_flags(num_classes=None):
     """The SearchSpace the flags describe."""
+    for name in FLAGS.candidates:
+        try:
+            search_space.parse_op(name)
+        except UsageError as e:
+            raise UsageError(f"--candidates: {e}") from None
     overrides = dict(input_size=FLAGS.input_size, width_multiplier=FLAGS.width_multiplier,
                      candidates=tuple(FLAGS.candidates), dropout=FLAGS.dropout,
                      num_classes=num_classes)
@@ -79,3 +84,125 @@ def check_positive(**values):
     for name, value in values.items():
         if value is None or value <= 0:
             raise UsageError(f"--{name} must be positive, got {value}")
+
+
+# === retraining and TFLite export (python -m proxyless_tf.train, python -m export) ============
+# Train-only flags start with `train_` where the search has a flag of the same name. --arch,
+# --latency_table and --export_tflite may be wanted by other commands too: they are defined here
+# only if no earlier section did (a later section should use the same guard).
+
+
+def _define_if_absent(define, name, *args, **kwargs):
+    if name not in FLAGS:
+        define(name, *args, **kwargs)
+
+
+_define_if_absent(flags.DEFINE_string, "arch", None,
+                  "Architecture: an arch JSON file (a search's OUTPUT_DIR/arch.json), a reference "
+                  "name (mobilenet_v2, proxyless_mobile, proxyless_gpu, proxyless_cpu) or all:OP. "
+                  "train defaults to OUTPUT_DIR/arch.json.")
+_define_if_absent(flags.DEFINE_string, "latency_table", None,
+                  "Latency table; export reports its prediction next to the measured latency.")
+_define_if_absent(flags.DEFINE_bool, "export_tflite", False,
+                  "After training, export to TFLite as `python -m export` would, with --quantize "
+                  "and --qat_epochs, next to the model.")
+
+# train
+flags.DEFINE_string("train_output_dir", None,
+                    "Where train writes model.keras, results.json, checkpoints/ (rerun to resume), "
+                    "tensorboard/ and history.csv (default: OUTPUT_DIR/train).")
+flags.DEFINE_integer("train_epochs", 300, "Retraining epochs (the paper: 300).")
+flags.DEFINE_integer("train_warmup_epochs", 0, "Epochs of linear learning-rate warm-up.")
+flags.DEFINE_integer("train_steps_per_epoch", 0, "Steps per retraining epoch (0: one pass).")
+flags.DEFINE_float("train_lr", 0.05,
+                   "Peak learning rate of the retraining (SGD Nesterov, cosine decay to 0).")
+
+# export
+flags.DEFINE_string("model", None, "A trained Keras model (DIR/model.keras from train).")
+flags.DEFINE_string("output", None,
+                    "The .tflite file to write (default: next to --model, or "
+                    "runs/export/NAME.MODE.tflite); its report goes next to it.")
+flags.DEFINE_string("quantize", "none",
+                    "none (float32), float16, dynamic (dynamic-range int8 weights) or int8 (full "
+                    "integer, calibrated on the training pipeline's held-out images).")
+flags.DEFINE_bool("int8_io", False, "With int8: int8 model input and output instead of float.")
+flags.DEFINE_integer("qat_epochs", 0,
+                     "Quantization-aware training epochs (tensorflow-model-optimization) before "
+                     "an int8 conversion (0: post-training quantization).")
+flags.DEFINE_integer("qat_steps_per_epoch", 0, "Steps per QAT epoch (0: one pass).")
+flags.DEFINE_float("qat_lr", 1e-3, "Peak learning rate of QAT fine-tuning (cosine decay to 0).")
+flags.DEFINE_integer("calibration_images", 256, "Images for int8 calibration.")
+flags.DEFINE_integer("report_images", 10000,
+                     "Test images for the report's logits comparison and accuracy (0: all).")
+flags.DEFINE_integer("export_threads", 1, "Interpreter threads for the latency measurement.")
+flags.DEFINE_integer("export_latency_runs", 50, "Timed runs of the latency measurement.")
+flags.DEFINE_integer("export_latency_warmup", 10, "Untimed runs before the latency measurement.")
+
+
+# --- latency (hardware-aware search; proxyless_tf.latency, proxyless_tf.reinforce) -------------
+# Flags that several commands share (--arch, --output, --quick, --latency_table) are defined
+# only if no other section has defined them already, so that every section can name them.
+def _define_once(define, name, *args, **kwargs):
+    if name not in FLAGS:
+        define(name, *args, **kwargs)
+
+
+_define_once(flags.DEFINE_string, "arch", None,
+             "Architecture: an arch JSON file, a reference name (mobilenet_v2, proxyless_mobile, "
+             "proxyless_gpu, proxyless_cpu) or all:OP (every searchable block set to OP).")
+_define_once(flags.DEFINE_string, "output", None, "Output file (latency build: the table).")
+_define_once(flags.DEFINE_bool, "quick", False, "A short run of the command (minutes).")
+_define_once(flags.DEFINE_string, "latency_table", None,
+             "Latency lookup table: JSON written by `latency build`, or the official "
+             "mobile_trim.yaml. Relative paths are tried from the working directory, then "
+             "from the repository root. Enables the latency-aware search.")
+flags.DEFINE_alias("table", "latency_table")
+flags.DEFINE_float("target_ms", None, "Latency target T in milliseconds.")
+flags.DEFINE_float("target_ratio", None,
+                   "Latency target as a ratio of --target_reference's predicted latency on the "
+                   "same table (0.8 = 0.8x that network).")
+flags.DEFINE_string("target_reference", "mobilenet_v2",
+                    "The network --target_ratio refers to: a reference name, all:OP or an arch "
+                    "JSON (its blocks must be in the table; `latency build` measures "
+                    "--latency_references too).")
+flags.DEFINE_enum("latency_loss", "mul_log", ["lambda", "mul_log", "add_linear", "abs"],
+                  "Latency term of the architecture loss: lambda = CE + lambda*E[LAT] (paper); "
+                  "mul_log = CE*a*(log E[LAT]/log T)^b (official default); add_linear = "
+                  "CE + lambda*(E[LAT]-T)/T; abs = CE + beta*|E[LAT]/T - 1| (TuNAS-style).")
+flags.DEFINE_float("latency_lambda", None,
+                   "lambda of the 'lambda' (per ms) and 'add_linear' forms. Default 0.2 for "
+                   "add_linear and 0.2/T for lambda (the same slope at any latency).")
+flags.DEFINE_float("latency_a", 0.2, "a of the mul_log form.")
+flags.DEFINE_float("latency_b", 0.3, "b (exponent) of the mul_log form.")
+flags.DEFINE_float("latency_beta", 2.0, "beta of the abs form (a positive penalty weight).")
+flags.DEFINE_enum("latency_stat", "auto", ["auto", "mean", "median"],
+                  "Which statistic of a table entry is the latency: auto = median where the entry "
+                  "has one (tables built here), else mean (the official table).")
+flags.DEFINE_enum("latency_runtime", "tflite", ["tflite", "tf_cpu", "tf_gpu"],
+                  "What latency is measured on: tflite (LiteRT interpreter, XNNPACK), tf_cpu "
+                  "(TensorFlow graph on the CPU) or tf_gpu (TensorFlow graph on a GPU).")
+flags.DEFINE_integer("latency_threads", 1,
+                     "Threads of the measured runtime (0: the runtime's default).")
+flags.DEFINE_integer("latency_batch", 1, "Batch size of the latency measurements.")
+flags.DEFINE_integer("latency_warmup", 10, "Untimed runs before each measurement.")
+flags.DEFINE_integer("latency_runs", 50, "Timed runs per measurement.")
+flags.DEFINE_bool("latency_rebuild", False, "latency build: measure again entries already in the table.")
+flags.DEFINE_list("latency_references", ["mobilenet_v2", "proxyless_mobile"],
+                  "latency build: reference networks whose blocks are measured too (so ratio "
+                  "targets and validation can use them).")
+flags.DEFINE_integer("latency_num_classes", None,
+                     "latency build/validate: classes of the classifier entry (default: the "
+                     "space preset's; imagenet 1000, small_input 10).")
+flags.DEFINE_integer("validate_count", 30, "latency validate: random architectures (plus references).")
+flags.DEFINE_string("validate_dir", "runs/latency_validate",
+                    "latency validate: where validate.json, validate.md and validate.png go.")
+flags.DEFINE_enum("latency_source", "table", ["table", "measure"],
+                  "REINFORCE: latency of a sampled network from the table, or measured "
+                  "(converted to TFLite and timed, cached per architecture).")
+flags.DEFINE_integer("reinforce_samples", 10, "REINFORCE: architectures sampled per update (M).")
+flags.DEFINE_enum("reinforce_reward", "mul", ["mul", "abs"],
+                  "REINFORCE reward: mul = ACC*(LAT/T)^w (MnasNet), abs = ACC + beta*|LAT/T-1| "
+                  "(TuNAS).")
+flags.DEFINE_float("reinforce_w", -0.07, "w of the mul reward (MnasNet -0.07; official code -0.1).")
+flags.DEFINE_float("reinforce_beta", -0.5, "beta of the abs reward (negative: a penalty).")
+flags.DEFINE_float("reinforce_baseline_decay", 0.99, "Decay of the moving-average reward baseline.")

@@ -1,0 +1,44 @@
+"""PNG figures written next to results (matplotlib, headless)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from proxyless_tf import io_utils  # noqa: E402
+
+
+def probabilities_png(supernet, history, path):
+    """Left: final path probabilities per block (rows) and op (columns), argmax outlined.
+    Right: probability of each block's current argmax op over the epochs."""
+    ops = sorted({op for m in supernet.mixed_ops for op in m.candidates},
+                 key=lambda o: (o == "zero", o))
+    grid = np.full((len(supernet.mixed_ops), len(ops)), np.nan)
+    for row, (m, p) in enumerate(zip(supernet.mixed_ops, supernet.probabilities())):
+        for op, value in zip(m.candidates, p):
+            grid[row, ops.index(op)] = value
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 0.35 * len(grid) + 2.5))
+    image = left.imshow(grid, cmap="viridis", aspect="auto", vmin=0)
+    left.set_xticks(range(len(ops)), ops)
+    left.set_yticks(range(len(grid)), [f"block {m.block_index}" for m in supernet.mixed_ops])
+    for row in range(len(grid)):
+        col = int(np.nanargmax(grid[row]))
+        left.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, color="red", lw=2))
+    left.set_title("path probabilities (red: derived op)")
+    fig.colorbar(image, ax=left, fraction=0.04)
+    if history:
+        epochs = [h["epoch"] for h in history]
+        for row, m in enumerate(supernet.mixed_ops):
+            col = int(np.nanargmax(grid[row]))
+            k = m.candidates.index(ops[col])
+            right.plot(epochs, [h["probs"][row][k] for h in history], lw=1,
+                       label=f"b{m.block_index} {ops[col]}")
+        right.set_xlabel("epoch")
+        right.set_ylabel("probability of the derived op")
+        right.legend(fontsize=6, ncol=2)
+    right.set_title("probabilities over the search")
+    fig.tight_layout()
+    with io_utils.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)

@@ -1,0 +1,75 @@
+"""`python -m proxyless_tf.search --flagfile=flags/mobile.cfg --output_dir=DIR`
+
+Runs the ProxylessNAS search and leaves in DIR: arch.json (the derived architecture with its
+per-block probabilities), checkpoints/ (rerun the same command to resume), tensorboard/,
+history.jsonl (one line per epoch) and probabilities.png.
+"""
+
+import os
+
+from absl import app, logging
+
+from proxyless_tf import data, io_utils, options
+from proxyless_tf.errors import UsageError, exit_on_usage_error
+
+FLAGS = options.FLAGS
+
+
+def config_from_flags():
+    from proxyless_tf.search_loop import SearchConfig
+    options.check_positive(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
+                           arch_update_every=FLAGS.arch_update_every, weight_lr=FLAGS.weight_lr,
+                           arch_lr=FLAGS.arch_lr)
+    if FLAGS.warmup_epochs < 0 or FLAGS.steps_per_epoch < 0:
+        raise UsageError("--warmup_epochs and --steps_per_epoch must not be negative")
+    return SearchConfig(
+        epochs=FLAGS.epochs, warmup_epochs=FLAGS.warmup_epochs,
+        steps_per_epoch=FLAGS.steps_per_epoch, weight_lr=FLAGS.weight_lr,
+        weight_decay=FLAGS.weight_decay, momentum=FLAGS.momentum,
+        label_smoothing=FLAGS.label_smoothing, arch_lr=FLAGS.arch_lr,
+        arch_beta1=FLAGS.arch_beta1, arch_beta2=FLAGS.arch_beta2,
+        arch_update_every=FLAGS.arch_update_every, arch_algo=FLAGS.arch_algo,
+        weight_mode=FLAGS.weight_mode, seed=FLAGS.seed)
+
+
+def build_search(output_dir, verbose=1):
+    """Everything the flags describe, ready to run (also used by tests and benchmarks)."""
+    from proxyless_tf.search_loop import BilevelSearch
+    from proxyless_tf.supernet import Supernet
+    config = config_from_flags()
+    space = options.space_from_flags()  # validates --candidates etc. before loading data
+    io_utils.ensure_writable_dir(output_dir)
+    splits = data.load(FLAGS.dataset, space.input_size, FLAGS.batch_size, FLAGS.data_dir,
+                       FLAGS.download, FLAGS.valid_fraction, FLAGS.seed, FLAGS.max_train_examples)
+    space = options.space_from_flags(num_classes=splits.num_classes)
+    supernet = Supernet(space, alpha_init_std=FLAGS.arch_init_std)
+    objective = latency_objective(space)
+    reinforce = None
+    if config.arch_algo == "reinforce":
+        from proxyless_tf import reinforce as reinforce_lib
+        reinforce = reinforce_lib.from_flags(supernet, objective)
+    return BilevelSearch(supernet, splits, config, output_dir, objective, reinforce, verbose)
+
+
+def latency_objective(space):
+    try:
+        from proxyless_tf import latency
+    except ImportError:  # TODO(lead): remove once proxyless_tf.latency lands
+        return None
+    return latency.objective_from_flags(space)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)  # keep checkpoint chatter out of the console
+    output_dir = FLAGS.output_dir
+    search = build_search(output_dir)
+    io_utils.write_text(os.path.join(output_dir, "flags.txt"), FLAGS.flags_into_string())
+    arch = search.run()
+    print(f"derived architecture: {' '.join(arch.ops)}")
+    print(f"wrote {os.path.join(output_dir, 'arch.json')}")
+
+
+if __name__ == "__main__":
+    app.run(exit_on_usage_error(main))

@@ -1,0 +1,262 @@
+"""The bi-level search loop: weights on the training split, alpha on a held-out validation split.
+
+Per batch: one weight step (binary gates: one sampled path per block); every K batches, after the
+warm-up epochs, one architecture step (two sampled paths, binary-gate gradient + rescale, or
+REINFORCE). Checkpoints at every epoch end (tf.train.CheckpointManager): rerunning the same
+command resumes from the last finished epoch with the same weights, alpha, optimiser state and
+sampling RNG.
+"""
+
+import collections
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from proxyless_tf import io_utils, mixed_op, plots
+from proxyless_tf.optimizers import SampledPathSGD
+
+
+@dataclasses.dataclass
+class SearchConfig:
+    epochs: int = 120
+    warmup_epochs: int = 40
+    steps_per_epoch: int = 0          # 0: one pass over the training split
+    weight_lr: float = 0.025
+    weight_decay: float = 4e-5
+    momentum: float = 0.9
+    label_smoothing: float = 0.1
+    arch_lr: float = 1e-3
+    arch_beta1: float = 0.0
+    arch_beta2: float = 0.999
+    arch_update_every: int = 5
+    arch_algo: str = "grad"           # "grad" (binary gates) or "reinforce"
+    weight_mode: str = "binary"       # "binary" or "full" (all paths, the memory baseline)
+    seed: int = 0
+
+
+class StopSearch(Exception):
+    """Raised by an epoch callback to stop after a checkpoint (used to simulate interruption)."""
+
+
+class BilevelSearch:
+
+    def __init__(self, supernet, splits, config, output_dir, objective=None, reinforce=None,
+                 verbose=1):
+        self.net = supernet
+        self.splits = splits
+        self.config = config
+        self.output_dir = output_dir
+        self.objective = objective          # latency objective (proxyless_tf.latency), or None
+        self.reinforce = reinforce          # REINFORCE updater for arch_algo == "reinforce"
+        self.verbose = verbose
+        self.traces = collections.Counter()
+        self.steps_per_epoch = config.steps_per_epoch or max(
+            1, splits.train_size // _batch_size(splits.train))
+        total_steps = self.steps_per_epoch * config.epochs
+        schedule = keras.optimizers.schedules.CosineDecay(config.weight_lr, total_steps)
+        self.weight_optimizer = SampledPathSGD(
+            l2=config.weight_decay, learning_rate=schedule, momentum=config.momentum,
+            nesterov=True)
+        self.arch_optimizer = keras.optimizers.Adam(
+            config.arch_lr, beta_1=config.arch_beta1, beta_2=config.arch_beta2, epsilon=1e-8)
+        # Build optimiser slots eagerly: a variable created inside a traced step forces a retrace.
+        self.weight_optimizer.build(self.net.weight_variables)
+        self.arch_optimizer.build(self.net.alphas)
+        self.rng = tf.random.Generator.from_seed(config.seed)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.loss_fn = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=config.label_smoothing)
+        self.checkpoint = tf.train.Checkpoint(
+            supernet=self.net, weight_optimizer=self.weight_optimizer,
+            arch_optimizer=self.arch_optimizer, rng=self.rng, epoch=self.epoch, step=self.step)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=2)
+        self.weight_step = tf.function(self._weight_step)
+        self.arch_step = tf.function(self._arch_step)
+        self.epoch_callbacks = []
+
+    # --- the two steps -----------------------------------------------------------------------
+    def _cross_entropy(self, labels, logits):
+        onehot = tf.one_hot(labels, self.splits.num_classes)
+        return self.loss_fn(onehot, logits)
+
+    @staticmethod
+    def _accuracy(labels, logits):
+        return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
+                                               labels), tf.float32))
+
+    def sample_paths(self):
+        """int32 [num_searchable, 2]: per block two distinct paths from softmax(alpha); column 0
+        alone is an ordinary one-path sample."""
+        return tf.stack([mixed_op.sample_pair(a, self.rng) for a in self.net.alphas])
+
+    def _weight_step(self, images, labels):
+        self.traces["weight"] += 1  # Python side effect: counts traces, not calls
+        weights = self.net.weight_variables
+        full = self.config.weight_mode == "full"
+        paths = self.sample_paths()
+        with tf.GradientTape() as tape:
+            logits = self.net(images, mode="full" if full else "binary", paths=paths,
+                              training=True)
+            loss = self._cross_entropy(labels, logits)
+        grads = tape.gradient(loss, weights)
+        active = None if full else self.net.active_variables(paths)
+        self.weight_optimizer.apply_to_active(grads, weights, active)
+        self.step.assign_add(1)
+        return loss, self._accuracy(labels, logits)
+
+    def _arch_step(self, images, labels):
+        """Binary-gate architecture step on a validation batch (the paper's two-path trick)."""
+        self.traces["arch"] += 1
+        alphas = self.net.alphas
+        pairs = self.sample_paths()
+        gates = tf.stack([mixed_op.pair_gates(a, pairs[s], self.rng)
+                          for s, a in enumerate(alphas)])
+        with tf.GradientTape() as tape:
+            tape.watch(gates)
+            logits = self.net(images, mode="two", paths=pairs, gates=gates, training=True)
+            ce = self._cross_entropy(labels, logits)
+            if self.objective is not None:
+                expected_ms = self.objective.expected(alphas, pairs)
+                loss = self.objective.loss(ce, expected_ms)
+            else:
+                expected_ms, loss = tf.constant(0.0), ce
+        gate_grads, *direct = tape.gradient(loss, [gates] + list(alphas))
+        grads = []
+        for s, alpha in enumerate(alphas):
+            grad = mixed_op.binary_gate_alpha_grad(gate_grads[s], alpha, pairs[s])
+            if direct[s] is not None:  # the latency term is differentiable in alpha directly
+                grad += direct[s]
+            grads.append(grad)
+        before = [tf.identity(a) for a in alphas]
+        self.arch_optimizer.apply(grads, alphas)
+        for s, alpha in enumerate(alphas):
+            mixed_op.rescale_pair(alpha, pairs[s], before[s])
+        return ce, self._accuracy(labels, logits), expected_ms
+
+    # --- the loop ----------------------------------------------------------------------------
+    def restore(self):
+        """Resumes from the latest checkpoint, if any; returns the epoch to start from."""
+        if self.manager.latest_checkpoint:
+            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        return int(self.epoch.numpy())
+
+    def run(self):
+        start = self.restore()
+        if start and self.verbose:
+            print(f"resuming from {self.manager.latest_checkpoint} at epoch {start}", flush=True)
+        writer = tf.summary.create_file_writer(os.path.join(self.output_dir, "tensorboard"))
+        train, valid = iter(self.splits.train), iter(self.splits.valid)
+        for epoch in range(start, self.config.epochs):
+            record = self._run_epoch(epoch, train, valid)
+            self.epoch.assign(epoch + 1)
+            self.manager.save(checkpoint_number=epoch + 1)
+            self._write_epoch_outputs(record, writer)
+            for callback in self.epoch_callbacks:
+                callback(self, record)
+        self.write_results()
+        return self.net.derive()
+
+    def _run_epoch(self, epoch, train, valid):
+        searching = epoch >= self.config.warmup_epochs
+        phase = "search" if searching else "warm-up"
+        # A live bar on a terminal; in logs (no TTY) one summary line per epoch instead.
+        bar_mode = (1 if sys.stdout.isatty() else 2) if self.verbose else 0
+        bar = keras.utils.Progbar(self.steps_per_epoch, verbose=bar_mode,
+                                  stateful_metrics=["loss", "acc", "valid_acc"])
+        totals = collections.defaultdict(list)
+        started = time.time()
+        if self.verbose:
+            print(f"epoch {epoch + 1}/{self.config.epochs} ({phase})", flush=True)
+        for i in range(self.steps_per_epoch):
+            loss, acc = self.weight_step(*next(train))
+            totals["loss"].append(float(loss))
+            totals["acc"].append(float(acc))
+            if searching and (i + 1) % self.config.arch_update_every == 0:
+                self._architecture_update(next(valid), totals)
+            bar.update(i + 1, [("loss", np.mean(totals["loss"])), ("acc", np.mean(totals["acc"]))]
+                       + ([("valid_acc", np.mean(totals["valid_acc"]))] if totals["valid_acc"] else []))
+        record = {"epoch": epoch + 1, "step": int(self.step.numpy()), "phase": phase,
+                  "seconds": round(time.time() - started, 2),
+                  "train_loss": float(np.mean(totals["loss"])),
+                  "train_acc": float(np.mean(totals["acc"]))}
+        if totals["valid_acc"]:
+            record["valid_acc"] = float(np.mean(totals["valid_acc"]))
+            record["arch_loss"] = float(np.mean(totals["arch_loss"]))
+        record.update(self.architecture_summary())
+        if self.verbose:
+            print(_epoch_line(record, self.config.epochs), flush=True)
+        return record
+
+    def _architecture_update(self, batch, totals):
+        if self.config.arch_algo == "reinforce":
+            stats = self.reinforce.step(*batch)
+            totals["valid_acc"].append(stats["accuracy"])
+            totals["arch_loss"].append(-stats["reward"])
+        else:
+            ce, acc, _ = self.arch_step(*batch)
+            totals["valid_acc"].append(float(acc))
+            totals["arch_loss"].append(float(ce))
+
+    def architecture_summary(self):
+        probs = self.net.probabilities()
+        entropy = [float(-(p * np.log(np.maximum(p, 1e-12))).sum()) for p in probs]
+        derived = self.net.derive()
+        summary = {"alpha_entropy": float(np.mean(entropy)), "derived_ops": derived.ops,
+                   "probs": [[round(float(x), 5) for x in p] for p in probs]}
+        if self.objective is not None:
+            summary["expected_latency_ms"] = float(self.objective.expected(self.net.alphas))
+            summary["derived_latency_ms"] = float(self.objective.table.predict(derived))
+        return summary
+
+    def _write_epoch_outputs(self, record, writer):
+        with writer.as_default(step=record["epoch"]):
+            for key in ("train_loss", "train_acc", "valid_acc", "arch_loss", "alpha_entropy",
+                        "expected_latency_ms", "derived_latency_ms"):
+                if key in record:
+                    tf.summary.scalar(key, record[key])
+            for slot, (m, p) in enumerate(zip(self.net.mixed_ops, record["probs"])):
+                for op, value in zip(m.candidates, p):
+                    tf.summary.scalar(f"probs/block{m.block_index}/{op}", value)
+        writer.flush()
+        with open(os.path.join(self.output_dir, "history.jsonl"), "a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.net.derive().save(os.path.join(self.output_dir, "arch.json"))
+
+    def history(self):
+        path = os.path.join(self.output_dir, "history.jsonl")
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def write_results(self):
+        arch = self.net.derive()
+        arch.save(os.path.join(self.output_dir, "arch.json"))
+        plots.probabilities_png(self.net, self.history(),
+                                os.path.join(self.output_dir, "probabilities.png"))
+        return arch
+
+
+def _batch_size(dataset):
+    return int(dataset.element_spec[0].shape[0] or 1)
+
+
+def _epoch_line(record, epochs):
+    parts = [f"epoch {record['epoch']}/{epochs}", f"loss {record['train_loss']:.4f}",
+             f"acc {record['train_acc']:.4f}"]
+    if "valid_acc" in record:
+        parts.append(f"valid_acc {record['valid_acc']:.4f}")
+    parts.append(f"entropy {record['alpha_entropy']:.3f}")
+    if "expected_latency_ms" in record:
+        parts.append(f"E[LAT] {record['expected_latency_ms']:.3f}ms")
+        parts.append(f"derived {record['derived_latency_ms']:.3f}ms")
+    parts.append(f"{record['seconds']:.1f}s")
+    return "  ".join(parts)
