@@ -1,0 +1,150 @@
+"""What does a search step cost compared with training one compact network?
+
+Measures, at batch 64 on the 32x32 space with all 7 candidates, each case in its own process:
+  (a) standalone: a train step of the sampled network alone (plain Keras SGD)
+  (b) binary:     the search's weight step (one sampled path per block)
+  (c) two-path:   the search's architecture step (two sampled paths per block)
+  (d) full:       a weight step through every path (DARTS-style weighted sum)
+For each: peak resident memory during steady-state steps above the process's idle baseline
+(after model build, tracing and a warm-up step; VmHWM reset through /proc/self/clear_refs),
+and the median step time. (b)-(d) run on a supernet whose alphas are peaked on the network (a)
+trains, so the binary step computes exactly that network. Last line: JSON with the ratios.
+
+    python benchmarks/search_cost.py            # the full 32x32 space (4x4x4x4x4x1 blocks)
+    python benchmarks/search_cost.py --quick    # a smaller space, under 2 minutes
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CASES = ("standalone", "binary", "two_path", "full")
+
+
+def _status(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0  # MiB
+    raise RuntimeError(field)
+
+
+def _reset_peak():
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def run_case(case, quick, steps, batch):
+    sys.path.insert(0, REPO)
+    import numpy as np
+    import keras
+    import tensorflow as tf
+    from proxyless_tf import blocks, data
+    from proxyless_tf.search_loop import BilevelSearch, SearchConfig
+    from proxyless_tf.search_space import small_input_space
+    from proxyless_tf.supernet import Supernet
+
+    depths = (1, 2, 1, 2, 1, 1) if quick else (4, 4, 4, 4, 4, 1)
+    width = 0.5 if quick else 1.0
+    space = small_input_space(depths=depths, width_multiplier=width)
+    splits = data.load("digits", 32, batch)
+    net = Supernet(space)
+    rng = np.random.RandomState(0)
+    chosen = [rng.randint(len(m.candidates)) for m in net.mixed_ops]
+    for m, k in zip(net.mixed_ops, chosen):  # peak every alpha on the sampled network
+        m.alpha.assign(np.where(np.arange(len(m.candidates)) == k, 30.0, 0.0))
+    batches = iter(splits.train)
+
+    if case == "standalone":
+        model = blocks.build_network(net.derive())
+        opt = keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True)
+        loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)
+        opt.build(model.trainable_variables)
+
+        @tf.function
+        def step(images, labels):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(tf.one_hot(labels, 10), model(images, training=True))
+            opt.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+            return loss
+    else:
+        config = SearchConfig(weight_mode="full" if case == "full" else "binary")
+        search = BilevelSearch(net, splits, config, "/tmp/search_cost_unused", verbose=0)
+        step = search.arch_step if case == "two_path" else search.weight_step
+
+    inputs = [next(batches) for _ in range(steps + 2)]
+    started = time.perf_counter()
+    [t.numpy() for t in tf.nest.flatten(step(*inputs[0]))]  # trace + first call
+    first_call = time.perf_counter() - started
+    [t.numpy() for t in tf.nest.flatten(step(*inputs[1]))]  # warm-up
+    idle = _status("VmRSS")
+    _reset_peak()
+    times = []
+    for images, labels in inputs[2:]:
+        started = time.perf_counter()
+        [t.numpy() for t in tf.nest.flatten(step(images, labels))]
+        times.append(time.perf_counter() - started)
+    peak = _status("VmHWM") - idle
+    result = {"case": case, "peak_mib": round(peak, 1), "idle_mib": round(idle, 1),
+              "median_step_s": round(float(np.median(times)), 4),
+              "first_call_s": round(first_call, 1)}
+    if case == "binary":  # now let the sample change every step: no retrace allowed
+        for m in net.mixed_ops:
+            m.alpha.assign(tf.random.normal(m.alpha.shape))
+        samples = set()
+        for images, labels in inputs[:6]:
+            samples.add(tuple(search.sample_paths().numpy()[:, 0]))
+            search.weight_step(images, labels)
+        result["distinct_samples"] = len(samples)
+        result["retraces_after_warmup"] = search.traces["weight"] - 1
+    print(json.dumps(result), flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    steps = args.steps or (5 if args.quick else 15)
+    if args.case:
+        return run_case(args.case, args.quick, steps, args.batch)
+    # Large allocations go straight to mmap and back to the OS when freed, so a step's working
+    # memory shows as a peak above the idle baseline instead of staying in malloc's heap.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=REPO)
+    results = {}
+    for case in CASES:
+        cmd = [sys.executable, __file__, f"--case={case}", f"--steps={steps}",
+               f"--batch={args.batch}"] + (["--quick"] if args.quick else [])
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+        if out.returncode or not lines:
+            sys.exit(f"case {case} failed:\n{out.stderr[-3000:]}")
+        results[case] = json.loads(lines[-1])
+        print(f"  measured {case}: {results[case]}", file=sys.stderr, flush=True)
+    a = results["standalone"]
+    print(f"{'case':12s} {'peak MiB':>9s} {'x (a)':>7s} {'step ms':>9s} {'x (a)':>7s} "
+          f"{'first call s':>13s}")
+    for case in CASES:
+        r = results[case]
+        print(f"{case:12s} {r['peak_mib']:9.1f} {r['peak_mib'] / a['peak_mib']:7.2f} "
+              f"{r['median_step_s'] * 1e3:9.1f} {r['median_step_s'] / a['median_step_s']:7.2f} "
+              f"{r['first_call_s']:13.1f}")
+    b = results["binary"]
+    print(json.dumps({
+        "weight_step_memory_ratio": round(b["peak_mib"] / a["peak_mib"], 3),
+        "weight_step_time_ratio": round(b["median_step_s"] / a["median_step_s"], 3),
+        "arch_step_memory_ratio": round(results["two_path"]["peak_mib"] / a["peak_mib"], 3),
+        "full_mode_memory_ratio": round(results["full"]["peak_mib"] / a["peak_mib"], 3),
+        "retraces_after_warmup": b["retraces_after_warmup"],
+        "batch": args.batch, "steps": steps, "quick": args.quick}))
+
+
+if __name__ == "__main__":
+    main()

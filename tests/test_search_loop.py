@@ -1,0 +1,119 @@
+"""The bi-level loop: binary weight steps, architecture steps, checkpoints and resume."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import TFDS_DIR, require_shared, tiny_space
+from proxyless_tf import architecture, blocks, data
+from proxyless_tf.search_loop import BilevelSearch, SearchConfig, StopSearch
+from proxyless_tf.supernet import Supernet
+
+
+def make_search(output_dir, dataset="digits", data_dir=None, **config):
+    settings = dict(epochs=2, warmup_epochs=1, steps_per_epoch=3, arch_update_every=1,
+                    weight_lr=0.05, arch_lr=0.05)
+    settings.update(config)
+    splits = data.load(dataset, 16, 16, data_dir=data_dir, max_train_examples=256)
+    net = Supernet(tiny_space(num_classes=splits.num_classes))
+    return BilevelSearch(net, splits, SearchConfig(**settings), str(output_dir), verbose=0)
+
+
+def path_variables(net, slot, k):
+    return net.mixed_ops[slot].paths[k].variables
+
+
+def test_weight_step_computes_and_updates_only_the_sampled_path(tmp_path):
+    search = make_search(tmp_path)
+    net = search.net
+    before = [v.numpy().copy() for v in net.variables]
+    images, labels = next(iter(search.splits.train))
+    search.rng.reset_from_seed(7)
+    expected = search.sample_paths().numpy()[:, 0]  # what the step will draw
+    search.rng.reset_from_seed(7)
+    search.weight_step(images, labels)
+    after = {id(v): v.numpy() for v in net.variables}
+    for slot, m in enumerate(net.mixed_ops):
+        for k, path in enumerate(m.paths):
+            if path is None:
+                continue
+            changed = [not np.array_equal(b, after[id(v)]) for v, b in
+                       zip(net.variables, before) if any(v is w for w in path.variables)]
+            # Moving BN statistics change only when the path ran; weights only when updated.
+            assert all(changed) if k == expected[slot] else not any(changed), (slot, k)
+
+
+def test_changing_the_sample_does_not_retrace_the_steps(tmp_path):
+    search = make_search(tmp_path)
+    batches = iter(search.splits.train)
+    samples = set()
+    for _ in range(6):
+        samples.add(tuple(search.sample_paths().numpy()[:, 0]))
+        search.weight_step(*next(batches))
+        search.arch_step(*next(batches))
+    assert len(samples) > 1
+    assert search.traces == {"weight": 1, "arch": 1}
+
+
+def test_arch_step_moves_only_the_sampled_pair_and_keeps_the_others(tmp_path):
+    search = make_search(tmp_path)
+    net = search.net
+    for m in net.mixed_ops:
+        m.alpha.assign(tf.random.stateless_normal(m.alpha.shape, seed=[1, m.block_index]))
+    before = [m.probs.numpy() for m in net.mixed_ops]
+    search.rng.reset_from_seed(3)
+    pairs = search.sample_paths().numpy()
+    search.rng.reset_from_seed(3)
+    search.arch_step(*next(iter(search.splits.valid)))
+    for m, p_before, pair in zip(net.mixed_ops, before, pairs):
+        others = [k for k in range(len(m.candidates)) if k not in pair]
+        np.testing.assert_allclose(m.probs.numpy()[others], p_before[others], atol=1e-6)
+
+
+def test_search_writes_every_output_and_a_buildable_arch(tmp_path):
+    search = make_search(tmp_path)
+    search.run()
+    for name in ("arch.json", "history.jsonl", "probabilities.png", "checkpoints", "tensorboard"):
+        assert os.path.exists(tmp_path / name), name
+    history = [json.loads(l) for l in open(tmp_path / "history.jsonl")]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert "valid_acc" in history[1] and "valid_acc" not in history[0]  # warm-up: weights only
+    arch = architecture.Architecture.load(str(tmp_path / "arch.json"))
+    model = blocks.build_network(arch)
+    assert model(tf.zeros([1, 16, 16, 3])).shape == (1, 10)
+
+
+def test_an_interrupted_search_resumes_with_the_same_epoch_step_and_alpha(tmp_path):
+    first = make_search(tmp_path, epochs=3)
+
+    def interrupt(search, record):
+        raise StopSearch()
+
+    first.epoch_callbacks.append(interrupt)
+    with pytest.raises(StopSearch):
+        first.run()
+    saved_alpha = [a.numpy() for a in first.net.alphas]
+    saved_step = int(first.step.numpy())
+
+    second = make_search(tmp_path, epochs=3)
+    assert second.restore() == 1
+    assert int(second.step.numpy()) == saved_step == 3
+    for a, b in zip(second.net.alphas, saved_alpha):
+        np.testing.assert_array_equal(a.numpy(), b)
+    second.run()
+    history = [json.loads(l) for l in open(tmp_path / "history.jsonl")]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert int(second.step.numpy()) == 9
+
+
+def test_a_search_on_cifar10_runs_a_few_steps(tmp_path):
+    require_shared(os.path.join(TFDS_DIR, "cifar10"))
+    search = make_search(tmp_path, dataset="cifar10", data_dir=TFDS_DIR, epochs=1,
+                         warmup_epochs=0, steps_per_epoch=2)
+    arch = search.run()
+    history = [json.loads(l) for l in open(tmp_path / "history.jsonl")]
+    assert np.isfinite(history[0]["train_loss"]) and "valid_acc" in history[0]
+    assert len([b for b in arch.blocks if b.searchable]) == len(search.net.mixed_ops)
