@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, TFDS_DIR
+from conftest import REPO
 
 SMOKE = ["--flagfile=flags/mobile.cfg", "--flagfile=flags/smoke.cfg"]
 
@@ -31,10 +31,11 @@ def assert_usage_error(result, *words):
     (["--epochs=0"], ["--epochs"]),
     (["--batch_size=-8"], ["--batch_size"]),
     (["--dataset=cifar10", "--data_dir=/nonexistent/tfds"], ["--data_dir", "/nonexistent/tfds"]),
-    (["--dataset=no_such_dataset", f"--data_dir={TFDS_DIR}"], ["--dataset", "no_such_dataset"]),
+    (["--dataset=no_such_dataset", "--data_dir=TMP"], ["--dataset", "no_such_dataset"]),
     (["--output_dir=/etc/hostname/run"], ["--output_dir"]),
 ])
 def test_search_rejects_bad_flags(args, words, tmp_path):
+    args = [a.replace("TMP", str(tmp_path)) for a in args]
     if "--output_dir" not in " ".join(args):
         args = args + [f"--output_dir={tmp_path}/out"]
     assert_usage_error(run("proxyless_tf.search", *SMOKE, *args), *words)
