@@ -88,8 +88,8 @@ def check_positive(**values):
 
 # === retraining and TFLite export (python -m proxyless_tf.train, python -m export) ============
 # Train-only flags start with `train_` where the search has a flag of the same name. --arch,
-# --latency_table and --export_tflite may be wanted by other commands too: they are defined here
-# only if no earlier section did (a later section should use the same guard).
+# --output, --latency_table and --export_tflite may be wanted by other commands too: they are
+# defined here only if no earlier section did (a later section should use the same guard).
 
 
 def _define_if_absent(define, name, *args, **kwargs):
@@ -119,9 +119,9 @@ flags.DEFINE_float("train_lr", 0.05,
 
 # export
 flags.DEFINE_string("model", None, "A trained Keras model (DIR/model.keras from train).")
-flags.DEFINE_string("output", None,
-                    "The .tflite file to write (default: next to --model, or "
-                    "runs/export/NAME.MODE.tflite); its report goes next to it.")
+_define_if_absent(flags.DEFINE_string, "output", None,
+                  "export: the .tflite file to write (default: next to --model, or "
+                  "runs/export/NAME.KIND.tflite); its report goes next to it.")
 flags.DEFINE_string("quantize", "none",
                     "none (float32), float16, dynamic (dynamic-range int8 weights) or int8 (full "
                     "integer, calibrated on the training pipeline's held-out images).")
@@ -134,9 +134,13 @@ flags.DEFINE_float("qat_lr", 1e-3, "Peak learning rate of QAT fine-tuning (cosin
 flags.DEFINE_integer("calibration_images", 256, "Images for int8 calibration.")
 flags.DEFINE_integer("report_images", 10000,
                      "Test images for the report's logits comparison and accuracy (0: all).")
-flags.DEFINE_integer("export_threads", 1, "Interpreter threads for the latency measurement.")
-flags.DEFINE_integer("export_latency_runs", 50, "Timed runs of the latency measurement.")
-flags.DEFINE_integer("export_latency_warmup", 10, "Untimed runs before the latency measurement.")
+flags.DEFINE_integer("export_threads", None,
+                     "Interpreter threads for the report's latency (default: --latency_threads "
+                     "when that flag exists and is positive, else 1).")
+flags.DEFINE_integer("export_latency_runs", None,
+                     "Timed runs for the report's latency (default: --latency_runs, else 50).")
+flags.DEFINE_integer("export_latency_warmup", None,
+                     "Untimed runs before them (default: --latency_warmup, else 10).")
 
 
 # --- latency (hardware-aware search; proxyless_tf.latency, proxyless_tf.reinforce) -------------

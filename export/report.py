@@ -1,0 +1,133 @@
+"""The validation report written next to every .tflite: what is in the file, how far its logits
+are from the Keras model's, its accuracy, and its latency in the LiteRT interpreter."""
+
+import collections
+
+import numpy as np
+
+from proxyless_tf import io_utils, measure
+
+FORMAT = "proxyless_tf.export_report/1"
+
+
+def inspect(tflite_bytes):
+    """Operators used (name -> count), tensor types (dtype -> count), input and output details.
+    Read without the default XNNPACK delegate, which would fold operators into one DELEGATE."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    interp = Interpreter(model_content=tflite_bytes, experimental_op_resolver_type=(
+        OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+    interp.allocate_tensors()
+    ops = collections.Counter(op["op_name"] for op in interp._get_ops_details())
+    types = collections.Counter(np.dtype(t["dtype"]).name for t in interp.get_tensor_details())
+
+    def io(detail):
+        scale, zero = detail["quantization"]
+        return {"shape": [int(s) for s in detail["shape"]], "dtype": np.dtype(detail["dtype"]).name,
+                "scale": float(scale), "zero_point": int(zero)}
+
+    return {"size_bytes": len(tflite_bytes), "operators": dict(sorted(ops.items())),
+            "tensor_types": dict(sorted(types.items())),
+            "input": io(interp.get_input_details()[0]),
+            "output": io(interp.get_output_details()[0])}
+
+
+class Runner:
+    """One interpreter for a whole evaluation: float images in, float logits out (quantized
+    input and output are converted with the tensors' scale and zero point)."""
+
+    def __init__(self, tflite_bytes, threads=1):
+        self.interp = measure.interpreter(tflite_bytes, threads)
+        self.inp = self.interp.get_input_details()[0]
+        self.out = self.interp.get_output_details()[0]
+
+    def __call__(self, images):
+        inp, out = self.inp, self.out
+        results = []
+        for image in images:
+            x = image[None]
+            if inp["dtype"] != np.float32:
+                scale, zero = inp["quantization"]
+                info = np.iinfo(inp["dtype"])
+                x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
+            self.interp.set_tensor(inp["index"], x)
+            self.interp.invoke()
+            y = self.interp.get_tensor(out["index"])[0]
+            if out["dtype"] != np.float32:
+                scale, zero = out["quantization"]
+                y = (y.astype(np.float32) - zero) * scale
+            results.append(y)
+        return np.stack(results)
+
+
+def evaluate(keras_model, tflite_bytes, dataset, max_images=0, others=None, labelled=True):
+    """Compares the TFLite model with `keras_model` on `dataset` (batched (images, labels)):
+    max |logits difference|, top-1 agreement and, when `labelled`, both accuracies.
+    `others` maps names to more Keras models whose accuracy is wanted too (e.g. the QAT model)."""
+    runner = Runner(tflite_bytes)
+    others = others or {}
+    n = agree = 0
+    max_diff = 0.0
+    correct = collections.Counter()
+    for images, labels in dataset:
+        images, labels = images.numpy(), labels.numpy()
+        if max_images:
+            images, labels = images[:max_images - n], labels[:max_images - n]
+        reference = np.asarray(keras_model(images, training=False))
+        lite = runner(images)
+        max_diff = max(max_diff, float(np.abs(reference - lite).max()))
+        agree += int((reference.argmax(-1) == lite.argmax(-1)).sum())
+        correct["keras"] += int((reference.argmax(-1) == labels).sum())
+        correct["tflite"] += int((lite.argmax(-1) == labels).sum())
+        for name, model in others.items():
+            logits = np.asarray(model(images, training=False))
+            correct[name] += int((logits.argmax(-1) == labels).sum())
+        n += len(images)
+        if max_images and n >= max_images:
+            break
+    result = {"images": n, "max_abs_logits_diff": max_diff,
+              "top1_agreement": agree / max(n, 1)}
+    if labelled:
+        accuracy = {name: correct[name] / max(n, 1) for name in ("keras", "tflite", *others)}
+        result.update({f"{name}_accuracy": value for name, value in accuracy.items()})
+        result["accuracy_drop_points"] = 100.0 * (accuracy["keras"] - accuracy["tflite"])
+    return result
+
+
+def markdown(report):
+    v, lat, info = report["validation"], report["latency"], report["tflite_info"]
+    rows = [
+        ("file", f"`{report['tflite']}`"),
+        ("model", f"`{report['source']}` ({report['weights']} weights)"),
+        ("architecture", f"{report['arch']}" if report.get("arch") else "-"),
+        ("parameters", f"{report['params']:,}"),
+        ("quantization", report["mode"] + (f", QAT {report['qat']['epochs']} epochs"
+                                           if report.get("qat") else "")),
+        ("size", f"{info['size_bytes'] / 1024:.1f} KiB ({info['size_bytes']} bytes)"),
+        ("input / output", f"{info['input']['dtype']} {info['input']['shape']} / "
+                           f"{info['output']['dtype']} {info['output']['shape']}"),
+        ("operators", ", ".join(f"{k} x{c}" for k, c in info["operators"].items())),
+        ("tensor types", ", ".join(f"{k} x{c}" for k, c in info["tensor_types"].items())),
+        ("images compared", f"{v['images']} ({report['dataset']} test split)"),
+        ("max abs logits diff vs Keras", f"{v['max_abs_logits_diff']:.3g}"),
+        ("top-1 agreement with Keras", f"{100 * v['top1_agreement']:.2f}%"),
+    ]
+    if "keras_accuracy" in v:
+        rows += [("accuracy Keras / TFLite", f"{100 * v['keras_accuracy']:.2f}% / "
+                                             f"{100 * v['tflite_accuracy']:.2f}% "
+                                             f"(drop {v['accuracy_drop_points']:.2f} points)")]
+        if "qat_keras_accuracy" in v:
+            rows += [("accuracy QAT Keras model", f"{100 * v['qat_keras_accuracy']:.2f}%")]
+    rows += [("latency (LiteRT)", f"median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms "
+                                  f"({lat['runs']} runs, {lat['threads']} thread(s), batch 1)")]
+    if lat.get("predicted_ms") is not None:
+        rows += [("predicted latency", f"{lat['predicted_ms']:.3f} ms (table {lat['table']})")]
+    elif lat.get("predicted_note"):
+        rows += [("predicted latency", lat["predicted_note"])]
+    lines = [f"# TFLite export report: {report['tflite']}", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write(report, json_path, md_path):
+    io_utils.write_json(json_path, report)
+    io_utils.write_text(md_path, markdown(report))

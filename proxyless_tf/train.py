@@ -1,0 +1,310 @@
+"""`python -m proxyless_tf.train --arch=DIR/arch.json [--flagfile=flags/cifar10.cfg]`
+
+Retrains a derived (or reference) network from scratch with the paper's recipe: SGD with
+Nesterov momentum, cosine learning rate with optional linear warm-up, label smoothing, coupled L2
+weight decay on conv/dense kernels, dropout before the classifier. `--arch` takes an arch JSON
+file (what a search writes as OUTPUT_DIR/arch.json; the default), a reference name
+(mobilenet_v2, proxyless_mobile, proxyless_gpu, proxyless_cpu, resolved in the flags' search
+space) or `all:OP`.
+
+Leaves in --train_output_dir (default OUTPUT_DIR/train): checkpoints/ (rerunning the same command
+resumes from the last finished epoch), tensorboard/, history.csv, arch.json (what was trained),
+and at the end model.keras and results.json (test accuracy). `--export_tflite` then exports the
+model as `python -m export` would (see docs/export.md).
+"""
+
+import dataclasses
+import os
+import re
+import time
+import warnings
+
+from absl import app, logging
+
+from proxyless_tf import architecture, io_utils, options
+from proxyless_tf.errors import UsageError, exit_on_usage_error
+
+FLAGS = options.FLAGS
+
+EMBEDDED_DATASET = "digits"  # data.EMBEDDED, written out so the CLI checks run without TensorFlow
+EMBEDDED_IMAGE_SIZE = 32     # data.py upsamples the 8x8 digits to 32x32
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    epochs: int = 300
+    batch_size: int = 64
+    warmup_epochs: int = 0
+    steps_per_epoch: int = 0  # 0: one pass over the training split
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    seed: int = 0
+    verbose: int = 1  # Keras fit verbosity: 1 is the progress bar
+
+
+def config_from_flags():
+    options.check_positive(train_epochs=FLAGS.train_epochs, batch_size=FLAGS.batch_size,
+                           train_lr=FLAGS.train_lr)
+    if FLAGS.train_warmup_epochs < 0 or FLAGS.train_steps_per_epoch < 0:
+        raise UsageError("--train_warmup_epochs and --train_steps_per_epoch must not be negative")
+    if FLAGS.train_warmup_epochs >= FLAGS.train_epochs:
+        raise UsageError(f"--train_warmup_epochs={FLAGS.train_warmup_epochs} must be less than "
+                         f"--train_epochs={FLAGS.train_epochs}")
+    if not 0 <= FLAGS.label_smoothing < 1 or FLAGS.weight_decay < 0 or FLAGS.momentum < 0:
+        raise UsageError("--label_smoothing must be in [0, 1), --weight_decay and --momentum >= 0")
+    if not 0 <= FLAGS.dropout < 1:
+        raise UsageError(f"--dropout must be in [0, 1), got {FLAGS.dropout}")
+    return TrainConfig(
+        epochs=FLAGS.train_epochs, batch_size=FLAGS.batch_size,
+        warmup_epochs=FLAGS.train_warmup_epochs, steps_per_epoch=FLAGS.train_steps_per_epoch,
+        lr=FLAGS.train_lr, momentum=FLAGS.momentum, weight_decay=FLAGS.weight_decay,
+        label_smoothing=FLAGS.label_smoothing, seed=FLAGS.seed)
+
+
+# --- helpers shared with `python -m export` -------------------------------------------------
+
+
+def flag_given(name):
+    """True when the flag was set on the command line or in a flagfile."""
+    return bool(FLAGS[name].present)
+
+
+def dataset_image_size(name, data_dir):
+    """The side of the dataset's images when all have one fixed square size, else None."""
+    if name == EMBEDDED_DATASET:
+        return EMBEDDED_IMAGE_SIZE
+    if name == "folder":
+        return None
+    try:
+        import tensorflow_datasets as tfds
+        builder = tfds.builder(name, data_dir=data_dir or None)
+        shape = builder.info.features["image"].shape
+    except Exception:  # unknown names and odd features are reported by data.load
+        return None
+    if len(shape) == 3 and shape[0] and shape[0] == shape[1]:
+        return int(shape[0])
+    return None
+
+
+def check_input_size(arch_size, what, dataset, data_dir):
+    """An architecture must take the images the pipeline gives: --input_size when given (images
+    are resized to it), else the dataset's own image size."""
+    if flag_given("input_size") and FLAGS.input_size:
+        if FLAGS.input_size != arch_size:
+            raise UsageError(f"{what} takes {arch_size}x{arch_size} inputs but --input_size="
+                             f"{FLAGS.input_size}")
+        return
+    native = dataset_image_size(dataset, data_dir)
+    if native is not None and native != arch_size:
+        raise UsageError(f"{what} takes {arch_size}x{arch_size} inputs but {dataset} images are "
+                         f"{native}x{native}: pass --input_size={arch_size} to resize them, or use "
+                         f"an architecture for {native}x{native} inputs")
+
+
+def keras_safe(arch):
+    """The same architecture with a name Keras accepts as a model name (`all:k3e3` is not)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", arch.name) or "net"
+    if not re.match(r"[A-Za-z0-9.]", name):
+        name = "net" + name
+    return arch if name == arch.name else dataclasses.replace(arch, name=name)
+
+
+def default_arch_spec():
+    if FLAGS.arch:
+        return FLAGS.arch
+    path = os.path.join(FLAGS.output_dir, "arch.json")
+    if not os.path.exists(path):
+        raise UsageError(f"no --arch given and {path} (a search's output) does not exist")
+    return path
+
+
+def is_named(spec):
+    return spec in architecture.REFERENCE_NAMES or spec.startswith("all:")
+
+
+def resolve_for_training(spec, num_classes=None):
+    """The arch `spec` names, for the flags' space (reference names and all:OP) or as written
+    (a JSON file). `num_classes` comes from the dataset once it is loaded."""
+    if is_named(spec):
+        return architecture.resolve(spec, options.space_from_flags(num_classes=num_classes))
+    arch = architecture.resolve(spec)
+    if num_classes is not None and arch.num_classes != num_classes:
+        raise UsageError(f"{spec} has {arch.num_classes} classes but --dataset={FLAGS.dataset} "
+                         f"has {num_classes}")
+    return arch
+
+
+def one_hot(dataset, num_classes):
+    import tensorflow as tf
+    return dataset.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def build_model(arch):
+    from proxyless_tf import blocks
+    return blocks.build_network(keras_safe(arch))
+
+
+def _callbacks(output_dir, manager, epoch_var, extra):
+    import keras
+
+    class EpochCheckpoint(keras.callbacks.Callback):
+        """Saves model, optimizer and the finished-epoch count after every epoch."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            epoch_var.assign(epoch + 1)
+            manager.save(checkpoint_number=epoch + 1)
+
+    class LearningRateLog(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                opt = self.model.optimizer
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(opt.learning_rate))
+
+    return [LearningRateLog(),
+            keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
+            keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard"),
+                                        write_graph=False, update_freq="epoch"),
+            EpochCheckpoint(), *extra]
+
+
+def learning_rate_schedule(config, steps_per_epoch):
+    """Linear warm-up from 0 to `config.lr` over the warm-up epochs, then cosine decay to 0 at
+    the end of the last epoch (per step)."""
+    import keras
+    total = config.epochs * steps_per_epoch
+    warmup = config.warmup_epochs * steps_per_epoch
+    if warmup:
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, total - warmup, alpha=0.0, warmup_target=config.lr, warmup_steps=warmup)
+    return keras.optimizers.schedules.CosineDecay(config.lr, total, alpha=0.0)
+
+
+def train(arch, splits, output_dir, config, callbacks=(), dataset=None, data_dir=None):
+    """Trains `arch` on `splits` (a data.Splits) into `output_dir`, resuming from its checkpoint.
+    Returns (model, results): the trained Keras model and what results.json holds.
+    `callbacks` run after the per-epoch checkpoint (tests use one to interrupt a run);
+    `dataset` and `data_dir` are recorded so that `python -m export --model` finds the data."""
+    import keras
+    import tensorflow as tf
+    from proxyless_tf import blocks, optimizers
+
+    io_utils.ensure_writable_dir(output_dir, "--train_output_dir")
+    arch_path = os.path.join(output_dir, "arch.json")
+    if os.path.exists(arch_path):
+        previous = architecture.Architecture.load(arch_path)
+        if previous.to_json()["blocks"] != arch.to_json()["blocks"] or \
+                (previous.input_size, previous.num_classes) != (arch.input_size, arch.num_classes):
+            raise UsageError(f"{output_dir} holds the training of another architecture "
+                             f"({previous.name}); choose another --train_output_dir")
+    arch.save(arch_path)
+
+    keras.utils.set_random_seed(config.seed)
+    steps = config.steps_per_epoch or max(1, splits.train_size // config.batch_size)
+    valid_steps = splits.valid_size // config.batch_size
+    schedule = learning_rate_schedule(config, steps)
+    # Coupled L2 on conv/dense kernels, as PyTorch's SGD weight_decay in the paper's code; with
+    # no path mask this optimiser is plain SGD (Nesterov) plus that L2 term.
+    optimizer = optimizers.SampledPathSGD(l2=config.weight_decay, learning_rate=schedule,
+                                          momentum=config.momentum, nesterov=True)
+    model = build_model(arch)
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.CategoricalCrossentropy(
+                      from_logits=True, label_smoothing=config.label_smoothing),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    optimizer.build(model.trainable_variables)
+
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="finished_epochs")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(output_dir, "checkpoints"),
+                                         max_to_keep=2)
+    if manager.latest_checkpoint:
+        try:
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        except (AssertionError, ValueError) as e:
+            raise UsageError(f"cannot resume from {manager.latest_checkpoint}: "
+                             f"{str(e).splitlines()[0]}") from None
+        if config.verbose:
+            print(f"resuming from {manager.latest_checkpoint}: epoch {int(epoch_var.numpy())}"
+                  f"/{config.epochs}, step {int(optimizer.iterations.numpy())}")
+    start_epoch = int(epoch_var.numpy())
+
+    n = splits.num_classes
+    # Our pipelines are shuffled by tf.data; Keras warns that fit's own shuffle does not apply.
+    warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
+    started = time.time()
+    if start_epoch < config.epochs:
+        model.fit(one_hot(splits.train, n), epochs=config.epochs, initial_epoch=start_epoch,
+                  steps_per_epoch=steps,
+                  validation_data=one_hot(splits.valid, n) if valid_steps else None,
+                  validation_steps=valid_steps or None,
+                  callbacks=_callbacks(output_dir, manager, epoch_var, callbacks),
+                  verbose=config.verbose)
+    train_seconds = time.time() - started
+    test = model.evaluate(one_hot(splits.test, n), verbose=0, return_dict=True)
+
+    # model.keras holds a fresh copy: weights and architecture, no optimiser or compile state,
+    # so it loads anywhere without the custom optimiser.
+    clean = build_model(arch)
+    clean.set_weights(model.get_weights())
+    model_path = os.path.join(output_dir, "model.keras")
+    with io_utils.atomic_path(model_path) as tmp:
+        clean.save(tmp)
+    results = {
+        "arch": arch.name, "ops": arch.ops, "params": blocks.count_params(clean),
+        "input_size": arch.input_size, "num_classes": arch.num_classes,
+        "dataset": dataset, "data_dir": os.path.abspath(data_dir) if data_dir else None,
+        "epochs": config.epochs, "steps_per_epoch": steps, "batch_size": config.batch_size,
+        "lr": config.lr, "warmup_epochs": config.warmup_epochs, "momentum": config.momentum,
+        "weight_decay": config.weight_decay, "label_smoothing": config.label_smoothing,
+        "dropout": arch.dropout, "seed": config.seed,
+        "resumed_from_epoch": start_epoch, "train_seconds_this_run": round(train_seconds, 1),
+        "train_examples": splits.train_size, "test_examples": splits.test_size,
+        "test_accuracy": float(test["accuracy"]), "test_loss": float(test["loss"]),
+        "model": model_path,
+    }
+    io_utils.write_json(os.path.join(output_dir, "results.json"), results)
+    return clean, results
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.set_verbosity(logging.WARNING)
+    config = config_from_flags()
+    if FLAGS.export_tflite:
+        from export import settings_from_flags
+        export_settings = settings_from_flags()  # check the export flags before training
+    spec = default_arch_spec()
+    arch = resolve_for_training(spec)
+    check_input_size(arch.input_size, f"--arch={spec}", FLAGS.dataset, FLAGS.data_dir)
+    output_dir = FLAGS.train_output_dir or os.path.join(FLAGS.output_dir, "train")
+    io_utils.ensure_writable_dir(output_dir, "--train_output_dir")
+
+    from proxyless_tf import data
+    splits = data.load(FLAGS.dataset, arch.input_size, FLAGS.batch_size, FLAGS.data_dir,
+                       FLAGS.download, FLAGS.valid_fraction, FLAGS.seed, FLAGS.max_train_examples)
+    arch = resolve_for_training(spec, splits.num_classes)
+    if flag_given("dropout"):
+        arch = dataclasses.replace(arch, dropout=FLAGS.dropout)
+    io_utils.write_text(os.path.join(output_dir, "flags.txt"), FLAGS.flags_into_string())
+    print(f"training {arch.name}: {' '.join(arch.ops)} on {FLAGS.dataset} "
+          f"({splits.train_size} images) for {config.epochs} epochs")
+    model, results = train(arch, splits, output_dir, config, dataset=FLAGS.dataset,
+                           data_dir=FLAGS.data_dir)
+    print(f"test accuracy {results['test_accuracy']:.4f} on {results['test_examples']} images")
+    print(f"wrote {results['model']} and {os.path.join(output_dir, 'results.json')}")
+    if FLAGS.export_tflite:
+        import export
+        output = FLAGS.output or export.default_output(results["model"], export_settings)
+        export.export_model(model, output, export_settings, splits=splits, arch=arch,
+                            source=results["model"], weights="trained", dataset=FLAGS.dataset)
+
+
+if __name__ == "__main__":
+    app.run(exit_on_usage_error(main))
