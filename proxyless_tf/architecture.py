@@ -14,12 +14,19 @@ reference networks) is built from this description by `proxyless_tf.blocks`.
 
 import dataclasses
 import json
+import re
 
 from proxyless_tf import io_utils
 from proxyless_tf.errors import UsageError
 from proxyless_tf.search_space import ZERO, parse_op
 
 FORMAT = "proxyless_tf.arch/1"
+
+
+def keras_name(name):
+    """`name` as Keras accepts it for a model (`all:k3e3` is not: ':' is not allowed)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "net"
+    return safe if re.match(r"[A-Za-z0-9.]", safe) else "net" + safe
 
 
 @dataclasses.dataclass

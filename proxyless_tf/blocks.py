@@ -9,6 +9,7 @@ layers are used, so networks convert to TFLite and quantize without custom code.
 
 import keras
 
+from proxyless_tf import architecture
 from proxyless_tf.search_space import ZERO, parse_op
 
 BN_MOMENTUM = 0.9  # PyTorch's 0.1
@@ -78,7 +79,7 @@ def build_network(arch, K=keras):
     for i, b in enumerate(arch.blocks):
         x = block(K, x, i, b.op, b.out_channels, b.stride)
     outputs = head(K, x, arch.head_channels, arch.num_classes, arch.dropout)
-    return K.Model(inputs, outputs, name=arch.name)
+    return K.Model(inputs, outputs, name=architecture.keras_name(arch.name))
 
 
 def build_path(K, op_name, index, input_size, in_channels, out_channels, stride):

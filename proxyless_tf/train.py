@@ -15,7 +15,6 @@ model as `python -m export` would (see docs/export.md).
 
 import dataclasses
 import os
-import re
 import time
 import warnings
 
@@ -105,9 +104,7 @@ def check_input_size(arch_size, what, dataset, data_dir):
 
 def keras_safe(arch):
     """The same architecture with a name Keras accepts as a model name (`all:k3e3` is not)."""
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", arch.name) or "net"
-    if not re.match(r"[A-Za-z0-9.]", name):
-        name = "net" + name
+    name = architecture.keras_name(arch.name)
     return arch if name == arch.name else dataclasses.replace(arch, name=name)
 
 

@@ -79,3 +79,4 @@ def test_zero_where_shapes_change_is_rejected():
 def test_all_op_spec_sets_every_searchable_block(space):
     arch = architecture.resolve("all:k5e6", space)
     assert {b.op for b in arch.blocks if b.searchable} == {"k5e6"}
+    assert blocks.build_network(arch).name == "all_k5e6"  # ':' is not a legal Keras name
