@@ -210,3 +210,34 @@ flags.DEFINE_enum("reinforce_reward", "mul", ["mul", "abs"],
 flags.DEFINE_float("reinforce_w", -0.07, "w of the mul reward (MnasNet -0.07; official code -0.1).")
 flags.DEFINE_float("reinforce_beta", -0.5, "beta of the abs reward (negative: a penalty).")
 flags.DEFINE_float("reinforce_baseline_decay", 0.99, "Decay of the moving-average reward baseline.")
+
+
+# --- keras-tuner integration (python -m proxyless_tf.tune; proxyless_tf.tuner) -----------------
+# The per-trial training reuses the retraining flags (--train_lr, --momentum, --weight_decay,
+# --label_smoothing, --batch_size); the REINFORCE reward reuses --reinforce_reward, --reinforce_w,
+# --reinforce_beta, --reinforce_baseline_decay, --arch_beta1 and --arch_beta2; latency comes from
+# --latency_table/--target_* or, with --latency_source=measure, from --latency_runtime.
+_define_once(flags.DEFINE_string, "oracle", "proxyless",
+             "tune: proxyless (REINFORCE over softmax(alpha)), random or bayesian (keras-tuner's "
+             "random search or Bayesian optimisation over the same space).")
+_define_once(flags.DEFINE_integer, "max_trials", 10, "tune: trials in all (a resumed run counts "
+             "the trials it already has).")
+flags.DEFINE_integer("tune_epochs", 2, "tune: training epochs of every trial's candidate.")
+flags.DEFINE_integer("tune_steps_per_epoch", 0,
+                     "tune: steps per trial epoch (0: --steps_per_epoch when set, else one pass).")
+flags.DEFINE_string("tune_supernet", None,
+                    "tune: a finished supernet search's output dir; trials then score each "
+                    "candidate with the supernet's weights on the validation split instead of "
+                    "training it (seconds per trial). Give the search's space flags.")
+flags.DEFINE_string("tune_init_from", None,
+                    "tune --oracle=proxyless: start alpha from the per-block probabilities of a "
+                    "finished search's arch.json (alpha = log p).")
+flags.DEFINE_float("tune_arch_lr", 0.05,
+                   "tune --oracle=proxyless: Adam learning rate of alpha (one update per "
+                   "--tune_samples_per_update finished trials).")
+flags.DEFINE_integer("tune_samples_per_update", 1,
+                     "tune --oracle=proxyless: finished trials per REINFORCE update (M).")
+flags.DEFINE_string("tune_project", None,
+                    "tune: keras-tuner project name under --output_dir (default: the oracle's "
+                    "name). Rerunning the command resumes that project.")
+flags.DEFINE_bool("tune_overwrite", False, "tune: start the project afresh instead of resuming.")
