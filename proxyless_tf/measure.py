@@ -11,6 +11,11 @@ import time
 import numpy as np
 import tensorflow as tf
 
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None
+
 
 def to_tflite(model, optimizations=(), representative_dataset=None, supported_ops=None,
               inference_input_type=None, inference_output_type=None):
@@ -50,8 +55,20 @@ def _random_input(detail, rng):
     return rng.uniform(-1, 1, size=shape).astype(dtype)
 
 
-def latency_ms(tflite_bytes, threads=1, warmup=5, runs=30, batch=1, seed=0):
-    """Times `runs` invocations after `warmup`; returns count, mean, var, median, p90 (ms)."""
+def _preemptions():
+    """Involuntary context switches of the calling thread so far (Linux), else None."""
+    try:
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
+    except (AttributeError, OSError):
+        return None
+
+
+def latency_ms(tflite_bytes, threads=1, warmup=5, runs=30, batch=1, seed=0, clean=False):
+    """Times `runs` invocations after `warmup`; returns count, mean, var, median, p90 (ms).
+
+    clean=True (single-threaded runs on a shared machine): a run during which the calling
+    thread was preempted (an involuntary context switch) is discarded and repeated, up to
+    5 * runs attempts; the result then also has `preempted`, the number discarded."""
     interp = interpreter(tflite_bytes, threads)
     detail = interp.get_input_details()[0]
     if batch != detail["shape"][0]:
@@ -61,14 +78,78 @@ def latency_ms(tflite_bytes, threads=1, warmup=5, runs=30, batch=1, seed=0):
     interp.set_tensor(detail["index"], _random_input(detail, np.random.default_rng(seed)))
     for _ in range(warmup):
         interp.invoke()
-    times = []
-    for _ in range(runs):
+    clean = clean and _preemptions() is not None
+    times, dropped = [], []
+    for _ in range(5 * runs if clean else runs):
+        before = _preemptions() if clean else None
         start = time.perf_counter()
         interp.invoke()
-        times.append((time.perf_counter() - start) * 1e3)
+        elapsed = (time.perf_counter() - start) * 1e3
+        if clean and _preemptions() != before:
+            dropped.append(elapsed)
+        else:
+            times.append(elapsed)
+        if len(times) == runs:
+            break
+    if len(times) < max(3, runs // 5):  # hardly a clean run: keep every run rather than few
+        times = times + dropped
     times = np.array(times)
-    return {"count": int(runs), "mean": float(times.mean()), "var": float(times.var()),
-            "median": float(np.median(times)), "p90": float(np.percentile(times, 90))}
+    result = {"count": int(len(times)), "mean": float(times.mean()), "var": float(times.var()),
+              "median": float(np.median(times)), "p90": float(np.percentile(times, 90))}
+    if clean:
+        result["preempted"] = len(dropped)
+    return result
+
+
+class OtherLoad:
+    """Share of the machine's CPU time that other processes used between `start()` and
+    `stop()` (Linux: /proc/stat minus this process's own CPU time); None where unreadable."""
+
+    @staticmethod
+    def _sample():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        own = os.times()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return sum(values), idle, (own.user + own.system) * ticks
+
+    def start(self):
+        try:
+            self._begin = self._sample()
+        except (OSError, ValueError, IndexError, AttributeError):
+            self._begin = None
+        return self
+
+    def stop(self):
+        if self._begin is None:
+            return None
+        try:
+            total, idle, own = self._sample()
+        except (OSError, ValueError, IndexError, AttributeError):
+            return None
+        total0, idle0, own0 = self._begin
+        if total <= total0:
+            return 0.0
+        busy = (total - total0) - (idle - idle0) - (own - own0)
+        return min(1.0, max(0.0, busy / (total - total0)))
+
+
+def other_load(window=0.5):
+    """Share of the CPUs other processes keep busy over `window` seconds."""
+    meter = OtherLoad().start()
+    time.sleep(window)
+    return meter.stop()
+
+
+def wait_quiet(max_busy, timeout, window=0.5):
+    """Waits (up to `timeout` seconds) until other processes keep the CPUs at most `max_busy`
+    busy. Returns the last share seen (None where it cannot be read)."""
+    deadline = time.time() + timeout
+    while True:
+        busy = other_load(window)
+        if busy is None or busy <= max_busy or time.time() >= deadline:
+            return busy
 
 
 def run_tflite(tflite_bytes, images, threads=1):
@@ -90,3 +171,24 @@ def run_tflite(tflite_bytes, images, threads=1):
             y = (y.astype(np.float32) - zero) * scale
         results.append(y)
     return np.stack(results)
+
+
+def tf_latency_ms(model, device="/CPU:0", warmup=5, runs=30, batch=1, seed=0):
+    """Times a Keras model run by the TensorFlow runtime (a traced graph) on `device`, batch
+    `batch`; the output is fetched to the host each run, which waits for the device. Returns
+    count, mean, var, median, p90 (ms) like `latency_ms`."""
+    shape = [batch, *model.input_shape[1:]]
+    image = np.random.default_rng(seed).uniform(-1, 1, size=shape).astype(np.float32)
+    with tf.device(device):
+        x = tf.constant(image)
+        run = tf.function(lambda t: model(t, training=False))
+        for _ in range(max(1, warmup)):  # the first call traces
+            run(x).numpy()
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            run(x).numpy()
+            times.append((time.perf_counter() - start) * 1e3)
+    times = np.array(times)
+    return {"count": int(runs), "mean": float(times.mean()), "var": float(times.var()),
+            "median": float(np.median(times)), "p90": float(np.percentile(times, 90))}

@@ -190,8 +190,25 @@ flags.DEFINE_integer("latency_threads", 1,
 flags.DEFINE_integer("latency_batch", 1, "Batch size of the latency measurements.")
 flags.DEFINE_integer("latency_warmup", 10, "Untimed runs before each measurement.")
 flags.DEFINE_integer("latency_runs", 50, "Timed runs per measurement.")
+flags.DEFINE_integer("latency_rounds", 3,
+                     "latency build/validate: time every model in this many rounds (a pass over "
+                     "all of them each) and keep the median of the quietest round (the lowest "
+                     "round median), so that a shared machine's load does not bias entries.")
+flags.DEFINE_integer("latency_calibrate", 5,
+                     "latency build: random networks of the space measured end to end after the "
+                     "parts; the median ratio measured / summed becomes the table's calibration "
+                     "factor (0: none). Parts timed alone keep their weights in cache; in a "
+                     "network the other layers evict them.")
+flags.DEFINE_bool("latency_clean", True,
+                  "tflite with 1 thread: drop (and repeat) timed runs during which the thread "
+                  "was preempted by another process (a shared machine).")
+flags.DEFINE_float("latency_quiet", 0.0,
+                   "If > 0, wait before each measurement until all CPUs together are at most "
+                   "this busy (0.25 = a quarter), for up to --latency_quiet_timeout seconds.")
+flags.DEFINE_float("latency_quiet_timeout", 60.0, "Longest wait for --latency_quiet (seconds).")
 flags.DEFINE_bool("latency_rebuild", False, "latency build: measure again entries already in the table.")
-flags.DEFINE_list("latency_references", ["mobilenet_v2", "proxyless_mobile"],
+flags.DEFINE_list("latency_references",
+                  ["mobilenet_v2", "proxyless_mobile", "proxyless_gpu", "proxyless_cpu"],
                   "latency build: reference networks whose blocks are measured too (so ratio "
                   "targets and validation can use them).")
 flags.DEFINE_integer("latency_num_classes", None,

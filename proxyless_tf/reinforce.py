@@ -1,0 +1,172 @@
+"""REINFORCE architecture updates (`--arch_algo=reinforce`), the paper's alternative to the
+binary-gate gradient, and the path for a latency that is not differentiable.
+
+One update: sample M architectures from softmax(alpha) (block by block), evaluate each on a
+validation batch without gradients (the supernet with those paths fixed), reward each with
+
+    mul:  R = ACC * (LAT / T) ** w          (MnasNet; w = -0.07, the official code uses -0.1)
+    abs:  R = ACC + beta * |LAT / T - 1|    (TuNAS; beta < 0)
+
+and move alpha along the policy gradient (1/M) sum_j (R_j - b) grad log p(arch_j), where b is a
+moving average of the reward, with Adam (beta1 = 0 by default, as in the official code).
+LAT comes from the latency table, or (`--latency_source=measure`) from converting the sampled
+network to TFLite and timing it, cached per architecture.
+"""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from proxyless_tf import architecture, latency, options
+from proxyless_tf.errors import UsageError
+
+REWARDS = ("mul", "abs")
+
+
+class Reinforce:
+    """Policy-gradient updates of a supernet's alphas.
+
+    `evaluate(indices, images, labels) -> accuracy` replaces the supernet evaluation (for
+    tests and toy problems); by default the supernet runs with `mode="binary"` and the sampled
+    paths. `optimizer` (a Keras optimizer) may be the search loop's own, so it is checkpointed
+    with the rest; by default an Adam with `lr`, `beta1`, `beta2` is made here."""
+
+    def __init__(self, supernet, objective=None, samples=10, reward="mul", w=-0.07, beta=-0.5,
+                 baseline_decay=0.99, lr=1e-3, beta1=0.0, beta2=0.999, latency_source="table",
+                 meter=None, target_ms=None, seed=0, evaluate=None, optimizer=None):
+        if reward not in REWARDS:
+            raise UsageError(f"--reinforce_reward={reward!r}: use one of {', '.join(REWARDS)}")
+        if samples < 1:
+            raise UsageError(f"--reinforce_samples must be at least 1, got {samples}")
+        if not 0 <= baseline_decay < 1:
+            raise UsageError(f"--reinforce_baseline_decay must be in [0, 1), got {baseline_decay}")
+        if latency_source not in ("table", "measure"):
+            raise UsageError(f"--latency_source={latency_source!r}: use table or measure")
+        self.net = supernet
+        self.objective = objective
+        self.samples = samples
+        self.reward_form = reward
+        self.w, self.beta = w, beta
+        self.baseline_decay = baseline_decay
+        self.latency_source = latency_source
+        self.target_ms = target_ms if target_ms is not None else (
+            objective.target_ms if objective is not None else None)
+        if latency_source == "measure":
+            if self.target_ms is None:
+                raise UsageError("--latency_source=measure needs a target: --target_ms, or a "
+                                 "--latency_table with --target_ratio")
+            self.meter = meter or latency.Meter()
+        elif objective is None and self.target_ms is not None:
+            raise UsageError("a latency target with --latency_source=table needs --latency_table")
+        else:
+            self.meter = None
+        self.uses_latency = self.target_ms is not None
+        self.candidates = [m.candidates for m in supernet.mixed_ops]
+        self.alphas = [m.alpha for m in supernet.mixed_ops]
+        self.rng = np.random.default_rng(seed)
+        self.optimizer = optimizer or keras.optimizers.Adam(lr, beta_1=beta1, beta_2=beta2,
+                                                            epsilon=1e-8)
+        self.optimizer.build(self.alphas)
+        # Checkpointable state: the baseline and whether it has been set yet.
+        self.baseline = tf.Variable(0.0, trainable=False, name="reinforce_baseline")
+        self.baseline_set = tf.Variable(False, trainable=False, name="reinforce_baseline_set")
+        self.measured = {}  # ops tuple -> measured ms (latency_source=measure)
+        self._evaluate = evaluate or self._supernet_accuracy
+        self._accuracy_fn = None
+
+    # --- pieces --------------------------------------------------------------------------------
+    def probabilities(self):
+        return [tf.nn.softmax(tf.convert_to_tensor(a)).numpy().astype(np.float64)
+                for a in self.alphas]
+
+    def sample(self, probs):
+        """One architecture: a candidate index per searchable block."""
+        return [int(self.rng.choice(len(p), p=p / p.sum())) for p in probs]
+
+    def _supernet_accuracy(self, indices, images, labels):
+        if self._accuracy_fn is None:
+            def accuracy(images, labels, paths):
+                logits = self.net(images, mode="binary", paths=paths, training=False)
+                hits = tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
+                                tf.cast(labels, tf.int32))
+                return tf.reduce_mean(tf.cast(hits, tf.float32))
+            self._accuracy_fn = tf.function(accuracy)
+        paths = tf.constant([[k, k] for k in indices], tf.int32)
+        return float(self._accuracy_fn(images, labels, paths))
+
+    def latency_ms(self, indices):
+        """Latency of the sampled network: from the table, or measured (cached)."""
+        if self.latency_source == "table":
+            return self.objective.latency_of(indices) if self.objective is not None else math.nan
+        ops = tuple(c[k] for c, k in zip(self.candidates, indices))
+        if ops not in self.measured:
+            arch = architecture.from_space(self.net.space, list(ops), name="sampled")
+            stats = self.meter.measure_arch(arch)
+            self.measured[ops] = float(stats["median"])
+        return self.measured[ops]
+
+    def reward(self, accuracy, latency_ms):
+        if not self.uses_latency:
+            return accuracy
+        ratio = latency_ms / self.target_ms
+        if self.reward_form == "mul":
+            return accuracy * ratio ** self.w
+        return accuracy + self.beta * abs(ratio - 1.0)
+
+    # --- one update ------------------------------------------------------------------------
+    def step(self, images, labels):
+        """Samples M architectures, evaluates them on (images, labels), updates alpha.
+        Returns python floats: reward, accuracy, latency_ms (means over the samples),
+        baseline, and the mean log-probability of the samples."""
+        probs = self.probabilities()
+        indices = [self.sample(probs) for _ in range(self.samples)]
+        accs = np.array([self._evaluate(idx, images, labels) for idx in indices], np.float64)
+        lats = np.array([self.latency_ms(idx) for idx in indices], np.float64)
+        rewards = np.array([self.reward(a, t) for a, t in zip(accs, lats)], np.float64)
+        mean_reward = float(rewards.mean())
+        if not bool(self.baseline_set.numpy()):
+            self.baseline.assign(mean_reward)
+            self.baseline_set.assign(True)
+        baseline = float(self.baseline.numpy())
+        advantages = rewards - baseline
+        # d/dalpha of -(1/M) sum_j A_j log p(arch_j); d log softmax(alpha)_k = onehot(k) - p.
+        grads = []
+        for b, p in enumerate(probs):
+            chosen = np.zeros_like(p)
+            for j, idx in enumerate(indices):
+                chosen[idx[b]] += advantages[j]
+            grads.append(tf.constant(-(chosen - advantages.sum() * p) / self.samples,
+                                     tf.float32))
+        self.optimizer.apply(grads, self.alphas)
+        decay = self.baseline_decay
+        self.baseline.assign(decay * baseline + (1 - decay) * mean_reward)
+        log_p = np.mean([sum(math.log(max(p[k], 1e-30)) for p, k in zip(probs, idx))
+                         for idx in indices])
+        return {"reward": mean_reward, "accuracy": float(accs.mean()),
+                "latency_ms": float(lats.mean()), "baseline": float(self.baseline.numpy()),
+                "log_prob": float(log_p)}
+
+    def checkpoint_items(self):
+        """What to add to a tf.train.Checkpoint to resume REINFORCE exactly (the alphas are
+        the supernet's)."""
+        return {"reinforce_optimizer": self.optimizer, "reinforce_baseline": self.baseline,
+                "reinforce_baseline_set": self.baseline_set}
+
+
+def from_flags(supernet, objective, optimizer=None):
+    """The Reinforce updater the flags configure (`objective` from latency.objective_from_flags,
+    or None for an accuracy-only reward unless --latency_source=measure with --target_ms)."""
+    F = options.FLAGS
+    meter = latency.meter_from_flags() if F.latency_source == "measure" else None
+    if meter is not None:
+        meter.check_available()
+    target = objective.target_ms if objective is not None else F.target_ms
+    if objective is None and F.latency_source == "table":
+        target = None  # no table: accuracy-only reward (latency_ms reported as nan)
+    return Reinforce(supernet, objective, samples=F.reinforce_samples, reward=F.reinforce_reward,
+                     w=F.reinforce_w, beta=F.reinforce_beta,
+                     baseline_decay=F.reinforce_baseline_decay, lr=F.arch_lr,
+                     beta1=F.arch_beta1, beta2=F.arch_beta2, latency_source=F.latency_source,
+                     meter=meter, target_ms=target, seed=F.seed, optimizer=optimizer)

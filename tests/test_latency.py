@@ -1,0 +1,437 @@
+"""Latency tables, prediction, validation and the latency objective (proxyless_tf.latency).
+
+Everything runs on tiny spaces; the one real measurement builds a table of a few parts.
+The official Pixel-1 table is read from ../shared/reference (skipped when absent)."""
+
+import json
+import re
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from proxyless_tf import architecture, latency, search_space
+from proxyless_tf.errors import UsageError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OFFICIAL = os.path.normpath(os.path.join(ROOT, "..", "shared", "reference", "proxylessnas",
+                                         "mobile_trim.yaml"))
+needs_official = pytest.mark.skipif(
+    not os.path.exists(OFFICIAL),
+    reason=f"the official table {OFFICIAL} is not here (it is not part of the repository)")
+
+
+def tiny_space(**overrides):
+    settings = dict(input_size=16, width_multiplier=0.25, widths=(16, 24), depths=(2, 1),
+                    strides=(2, 1))
+    settings.update(overrides)
+    return search_space.small_input_space(**settings)
+
+
+def synthetic_table(space, seed=0, references=()):
+    rng = np.random.default_rng(seed)
+    entries = {p.key: {"count": 10, "mean": 0.01 if p.kind == "overhead" else
+                       float(rng.uniform(0.1, 2.0)), "var": 0.01}
+               for p in latency.table_parts(space, references)}
+    return latency.LatencyTable(entries, {"runtime": "synthetic"}, "synthetic")
+
+
+def run_cli(*args, timeout=120):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", "proxyless_tf.latency", *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def cli_error_line(proc):
+    """The one line a UsageError prints (TensorFlow may log other lines to stderr first)."""
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+# --- the official table ------------------------------------------------------------------
+@needs_official
+@pytest.mark.parametrize("op, expected", [("k3e3", 76.05), ("k3e6", 136.47), ("k7e6", 191.03)])
+def test_official_table_predicts_the_published_sums(op, expected):
+    table = latency.LatencyTable.load(OFFICIAL)
+    space = search_space.imagenet_space()
+    arch = architecture.resolve(f"all:{op}", space)
+    assert table.predict(arch) == pytest.approx(expected, abs=0.01)
+    # What is summed: stem, the fixed first block, the 21 searchable blocks, Conv_1, Logits.
+    keys = [key for key, _ in table.breakdown(arch)]
+    assert keys[0] == "Conv-input:224x224x3-output:112x112x32"
+    assert keys[1] == ("expanded_conv-input:112x112x32-output:112x112x16-expand:1-kernel:3-"
+                       "stride:1-idskip:0")
+    assert keys[-2:] == ["Conv_1-input:7x7x320-output:7x7x1280",
+                         "Logits-input:7x7x1280-output:1000"]
+    assert len(keys) == 1 + 1 + 21 + 2
+
+
+@needs_official
+def test_official_table_covers_the_paper_space_and_zero_costs_nothing():
+    table = latency.LatencyTable.load(OFFICIAL)
+    objective = latency.LatencyObjective(table, search_space.imagenet_space(), 80.0)
+    assert len(objective.costs) == 21
+    lo, hi = objective.range_ms()
+    assert lo < 80.0 < hi
+    for cands, cost in zip(objective.candidates, objective.costs):
+        assert (cost[list(cands).index("zero")] == 0.0) if "zero" in cands else (cost > 0).all()
+
+
+@needs_official
+def test_predict_cli_prints_the_latency_last():
+    proc = run_cli("predict", "--space=imagenet", f"--table={OFFICIAL}", "--arch=all:k3e3")
+    assert proc.returncode == 0, proc.stderr
+    assert float(proc.stdout.strip().splitlines()[-1]) == pytest.approx(76.05, abs=0.01)
+
+
+@needs_official
+def test_missing_entry_is_a_one_line_error_naming_the_key():
+    # mobilenet_v2's widths (32, 64, 160) are not in the paper's search space.
+    proc = run_cli("predict", "--space=imagenet", f"--table={OFFICIAL}", "--arch=mobilenet_v2")
+    assert proc.returncode == 2
+    line = cli_error_line(proc)
+    assert "has no entry 'expanded_conv-input:56x56x24-output:28x28x32-" in line
+    assert "Traceback" not in proc.stderr
+
+
+# --- tables: loading, errors ---------------------------------------------------------------
+def test_table_round_trip_and_stat(tmp_path):
+    space = tiny_space()
+    table = synthetic_table(space)
+    key = next(iter(table.entries))
+    table.entries[key]["median"] = 123.0
+    path = str(tmp_path / "t.json")
+    table.save(path)
+    assert latency.LatencyTable.load(path, stat="mean").ms(key) == table.entries[key]["mean"]
+    assert latency.LatencyTable.load(path).ms(key) == 123.0  # auto: median where present
+    with pytest.raises(UsageError, match="only mean"):
+        latency.LatencyTable.load(path, stat="median")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not valid JSON"),
+    ('{"format": "proxyless_tf.latency/1", "entries": {}}', "has no entries"),
+    ('{"format": "proxyless_tf.latency/1", "entries": {"Conv-x": {"mean": "fast"}}}',
+     "entry 'Conv-x' has no valid 'mean'"),
+    ('{"format": "other/9", "entries": {"a": {"mean": 1}}}', "has format 'other/9'"),
+    ('[1, 2]', "has no entries"),
+])
+def test_corrupt_tables_give_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(UsageError, match=message) as info:
+        latency.LatencyTable.load(str(path))
+    assert "\n" not in str(info.value)
+
+
+def test_corrupt_yaml_and_missing_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("a: [1, 2\nb: {")
+    with pytest.raises(UsageError, match="not valid YAML"):
+        latency.LatencyTable.load(str(path))
+    with pytest.raises(UsageError, match="does not exist; build one"):
+        latency.LatencyTable.load(str(tmp_path / "none.json"))
+
+
+def test_incomplete_table_names_the_missing_key():
+    space = tiny_space()
+    table = synthetic_table(space)
+    missing = next(k for k in table.entries if k.startswith("expanded_conv") and "kernel:7" in k)
+    del table.entries[missing]
+    with pytest.raises(UsageError, match="has no entry " + re.escape(repr(missing))):
+        latency.LatencyObjective(table, space, 5.0, loss="abs")
+
+
+def test_corrupt_table_on_the_command_line(tmp_path):
+    path = tmp_path / "corrupt.json"
+    path.write_text('{"format": "proxyless_tf.latency/1", "entries": {"k": {"count": 1}}}')
+    proc = run_cli("predict", "--input_size=16", f"--table={path}", "--arch=all:k3e3")
+    assert proc.returncode == 2
+    assert "entry 'k' has no valid 'mean'" in cli_error_line(proc)
+    assert "Traceback" not in proc.stderr
+
+
+# --- building (the cache) and validating ---------------------------------------------------
+class CountingMeter(latency.Meter):
+    """Counts conversions (prepare) and timings; every timing gives the next number."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.calls = self.timings = 0
+
+    def prepare(self, model):
+        self.calls += 1
+        return None
+
+    def time(self, prepared):
+        self.timings += 1
+        value = float(self.timings)
+        return {"count": 3, "mean": value, "var": 0.0, "median": value, "p90": value}
+
+
+def test_build_reuses_entries_already_measured(tmp_path, monkeypatch):
+    monkeypatch.setattr(latency.Part, "model", lambda self: None)  # no Keras models needed
+    space = tiny_space()
+    output = str(tmp_path / "table.json")
+    meter = CountingMeter()
+    table, measured, reused = latency.build_table(space, meter, output, progress=False)
+    total = len(latency.table_parts(space))
+    assert (measured, reused, meter.calls) == (total, 0, total)
+    assert len(table.entries) == total
+
+    meter = CountingMeter()
+    _, measured, reused = latency.build_table(space, meter, output, progress=False)
+    assert (measured, reused, meter.calls) == (0, total, 0)
+
+    data = json.load(open(output))  # an interrupted build: one entry missing
+    dropped = sorted(data["entries"])[3]
+    del data["entries"][dropped]
+    json.dump(data, open(output, "w"))
+    meter = CountingMeter()
+    table, measured, _ = latency.build_table(space, meter, output, progress=False)
+    assert (measured, meter.calls) == (1, 1) and dropped in table.entries
+
+    wider = tiny_space(candidates=("k3e3", "k9e6", "zero"))  # a new op: only its parts
+    meter = CountingMeter()
+    _, measured, _ = latency.build_table(wider, meter, output, progress=False)
+    assert measured == meter.calls == sum(1 for p in latency.table_parts(wider)
+                                          if "kernel:9" in p.key)
+
+    meter = CountingMeter()  # rounds: converted once, timed once per round, median of rounds
+    table, measured, _ = latency.build_table(space, meter, str(tmp_path / "rounds.json"),
+                                             progress=False, rounds=3)
+    assert (meter.calls, meter.timings) == (total, 3 * total)
+    first = latency.table_parts(space)[0].key
+    assert table.entries[first]["rounds"] == 3
+    assert table.entries[first]["median"] == 1.0  # rounds gave 1, 1 + total, 1 + 2 total
+    assert table.entries[first]["count"] == 9
+
+    with pytest.raises(UsageError, match="threads=1"):
+        latency.build_table(space, CountingMeter(threads=2), output, progress=False)
+    _, measured, _ = latency.build_table(space, CountingMeter(threads=2), output,
+                                         rebuild=True, progress=False)
+    assert measured == total
+
+
+def test_calibration_factor(tmp_path, monkeypatch):
+    """Whole networks measured 10% slower than their parts' sum give a factor of 1.1, which
+    predict and the expected latency both apply."""
+    space = tiny_space()
+    synthetic = synthetic_table(space)
+
+    class Meter(latency.Meter):
+        def prepare(self, model):
+            return model
+
+        def time(self, prepared):
+            ms = 1.1 * synthetic.predict(prepared) if isinstance(prepared, architecture.Architecture) \
+                else synthetic.ms(prepared)
+            return {"count": 1, "mean": ms, "var": 0.0, "median": ms, "p90": ms}
+
+    monkeypatch.setattr(latency.Part, "model", lambda self: self.key)
+    monkeypatch.setattr(latency.Meter, "network", staticmethod(lambda arch: arch))
+    output = str(tmp_path / "t.json")
+    table, _, _ = latency.build_table(space, Meter(), output, progress=False, calibration=3)
+    assert table.factor == pytest.approx(1.1, abs=1e-4)
+    assert latency.LatencyTable.load(output).factor == table.factor
+    arch = architecture.resolve("all:k5e3", space)
+    assert table.predict(arch) == pytest.approx(1.1 * synthetic.predict(arch), rel=1e-4)
+    assert table.raw_sum(arch) == pytest.approx(synthetic.predict(arch), rel=1e-5)
+    objective = latency.LatencyObjective(table, space, 5.0, loss="abs")
+    ops = [b.op for b in arch.blocks if b.searchable]
+    idx = [p.candidates.index(op) for p, op in zip(space.searchable_positions(), ops)]
+    assert objective.latency_of(idx) == pytest.approx(table.predict(arch), rel=1e-6)
+
+
+def test_build_and_validate_for_real(tmp_path):
+    """A real table (TFLite + LiteRT) for a one-block space, then validation against whole
+    networks: the JSON, markdown and PNG are written and the metrics are sane."""
+    space = search_space.small_input_space(input_size=16, width_multiplier=0.25, widths=(16,),
+                                           depths=(1,), strides=(1,), head_width=64,
+                                           candidates=("k3e3", "k5e6"))
+    meter = latency.Meter(runs=5, warmup=2)
+    output = str(tmp_path / "table.json")
+    table, measured, _ = latency.build_table(space, meter, output, progress=False, calibration=1)
+    # overhead, stem, first block, 2 candidates, head, logits
+    assert measured == len(table.entries) == 7
+    assert 0.5 < table.factor < 2.0
+    for entry in table.entries.values():
+        assert entry["count"] >= 1 and entry["mean"] > 0 and entry["var"] >= 0
+    metrics = latency.validate(space, table, meter, 2, str(tmp_path / "val"), references=(),
+                               progress=False, rounds=2)
+    assert set(metrics) == {"within_10pct", "rmse_ms", "mape", "pearson_r", "n"}
+    assert metrics["n"] == 2 and 0 <= metrics["within_10pct"] <= 1
+    for name in ("validate.json", "validate.md", "validate.png"):
+        assert os.path.getsize(tmp_path / "val" / name) > 0
+
+
+def test_gpu_runtime_without_a_gpu_is_a_clear_error(tmp_path):
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(UsageError, match="needs a GPU"):
+        latency.build_table(tiny_space(), latency.Meter(runtime="tf_gpu", batch=8),
+                            str(tmp_path / "gpu.json"), progress=False)
+
+
+def test_combining_rounds():
+    timings = [{"count": 2, "mean": 1.0, "var": 0.0, "median": 1.0, "p90": 1.0, "busy": 0.1},
+               {"count": 2, "mean": 3.0, "var": 1.0, "median": 3.0, "p90": 3.5, "busy": 0.4},
+               {"count": 2, "mean": 2.0, "var": 0.0, "median": 2.0, "p90": 2.0, "busy": 0.2}]
+    entry = latency.combine(timings)
+    assert entry["median"] == 1.0  # the quietest round's median
+    assert entry["round_medians"] == [1.0, 3.0, 2.0]
+    assert entry["mean"] == 2.0 and entry["count"] == 6
+    values = [1, 1, 2, 4, 2, 2]  # runs with those means and variances
+    assert entry["var"] == pytest.approx(np.var(values))
+    assert entry["busy"] == 0.4 and entry["rounds"] == 3
+
+
+def test_validation_metrics():
+    m = latency.validation_metrics([1.0, 2.0, 3.45], [1.0, 2.1, 3.0])
+    assert m["n"] == 3 and m["within_10pct"] == pytest.approx(2 / 3, abs=1e-3)
+    assert m["mape"] == pytest.approx(100 * (0 + 0.1 / 2.1 + 0.15) / 3, abs=1e-2)
+    assert m["rmse_ms"] == pytest.approx(np.sqrt((0.01 + 0.45 ** 2) / 3), abs=1e-3)
+
+
+# --- the objective -------------------------------------------------------------------------
+def _alphas(space, seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    return [keras.Variable(rng.normal(0, scale, len(p.candidates)).astype("float32"),
+                           trainable=False) for p in space.searchable_positions()]
+
+
+def test_expected_latency_of_one_hot_alpha_is_the_table_sum():
+    space = tiny_space()
+    table = synthetic_table(space)
+    objective = latency.LatencyObjective(table, space, 5.0, loss="abs")
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        positions = space.searchable_positions()
+        idx = [int(rng.integers(len(p.candidates))) for p in positions]
+        alphas = [keras.Variable(np.where(np.arange(len(p.candidates)) == k, 40.0, -40.0)
+                                 .astype("float32"), trainable=False)
+                  for p, k in zip(positions, idx)]
+        arch = architecture.from_space(space, [p.candidates[k] for p, k in zip(positions, idx)])
+        want = table.predict(arch)
+        assert float(objective.expected(alphas)) == pytest.approx(want, rel=1e-5)
+        assert objective.latency_of(idx) == pytest.approx(want, rel=1e-9)
+        # two-path form: any pair containing the chosen path gives the same one-hot sum
+        pairs = tf.constant([[k, (k + 1) % len(p.candidates)] for p, k in zip(positions, idx)],
+                            tf.int32)
+        assert float(objective.expected(alphas, pairs)) == pytest.approx(want, rel=1e-5)
+
+
+def test_prediction_counts_the_invoke_overhead_once():
+    space = tiny_space()
+    table = synthetic_table(space)
+    arch = architecture.resolve("all:k5e6", space)
+    parts = latency.arch_parts(arch)
+    total = sum(table.ms(p.key) for p in parts)
+    assert table.overhead_ms == 0.01
+    assert table.predict(arch) == pytest.approx(total - (len(parts) - 1) * 0.01)
+    del table.entries[latency.OVERHEAD_KEY]  # as in the official table: a plain sum
+    assert table.predict(arch) == pytest.approx(total)
+
+
+def test_expected_latency_matches_numpy_and_works_in_tf_function():
+    space = tiny_space()
+    objective = latency.LatencyObjective(synthetic_table(space), space, 5.0, loss="abs")
+    alphas = _alphas(space)
+    probs = [tf.nn.softmax(a).numpy() for a in alphas]
+    assert float(objective.expected(alphas)) == pytest.approx(objective.expected_np(probs),
+                                                              rel=1e-5)
+    pairs = tf.constant([[0, 2]] * len(alphas), tf.int32)
+    want = objective.fixed_ms + sum(
+        np.dot(tf.nn.softmax(tf.gather(a, [0, 2])).numpy(), c[[0, 2]])
+        for a, c in zip(alphas, objective.costs))
+    compiled = tf.function(lambda p: objective.expected(alphas, p))
+    assert float(compiled(pairs)) == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("pairs", [False, True])
+def test_latency_gradient_lowers_expected_latency(pairs):
+    space = tiny_space()
+    objective = latency.LatencyObjective(synthetic_table(space), space, 5.0, loss="abs")
+    alphas = _alphas(space)
+    pair_tensor = tf.constant([[0, 1]] * len(alphas), tf.int32) if pairs else None
+    before = float(objective.expected(alphas, pair_tensor))
+    with tf.GradientTape() as tape:
+        tape.watch([a.value for a in alphas])  # alphas are non-trainable: watch explicitly
+        e = objective.expected(alphas, pair_tensor)
+    grads = tape.gradient(e, [a.value for a in alphas])
+    assert all(g is not None for g in grads)
+    for a, g in zip(alphas, grads):
+        a.assign(a - 0.5 * g)
+    assert float(objective.expected(alphas, pair_tensor)) < before - 1e-3
+
+
+def test_loss_forms():
+    space = tiny_space()
+    table = synthetic_table(space)
+    ce, e, t = tf.constant(2.0), tf.constant(12.0), 10.0
+
+    def loss(form, **kw):
+        return float(latency.LatencyObjective(table, space, t, loss=form, **kw).loss(ce, e))
+
+    assert loss("lambda", lam=0.01) == pytest.approx(2.0 + 0.01 * 12)
+    assert loss("lambda") == pytest.approx(2.0 + 0.2 / t * 12)  # default 0.2/T
+    assert loss("mul_log") == pytest.approx(2.0 * 0.2 * (np.log(12) / np.log(10)) ** 0.3, rel=1e-5)
+    assert loss("add_linear") == pytest.approx(2.0 + 0.2 * (12 - 10) / 10)
+    assert loss("abs", beta=2.0) == pytest.approx(2.0 + 2.0 * 0.2)
+    objective = latency.LatencyObjective(table, space, t, loss="abs", beta=2.0)
+    assert float(objective.loss(ce, tf.constant(8.0))) == pytest.approx(2.0 + 2.0 * 0.2)
+
+    # abs aims at the target from both sides: below T its gradient raises E[LAT]
+    for value, sign in ((8.0, -1.0), (12.0, 1.0)):
+        x = tf.constant(value)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = objective.loss(ce, x)
+        assert np.sign(float(tape.gradient(out, x))) == sign
+    with pytest.raises(UsageError, match="above 1 ms"):
+        latency.LatencyObjective(table, space, 0.5, loss="mul_log")
+
+
+def test_target_from_ratio_and_objective_from_flags(tmp_path):
+    from absl.testing import flagsaver
+    from proxyless_tf import options
+    if not options.FLAGS.is_parsed():
+        options.FLAGS.mark_as_parsed()
+    space = tiny_space()
+    table = synthetic_table(space)
+    path = str(tmp_path / "t.json")
+    table.save(path)
+    base = table.predict(architecture.resolve("all:k3e6", space))
+    with flagsaver.flagsaver(latency_table=None, target_ms=None, target_ratio=None):
+        assert latency.objective_from_flags(space) is None
+    with flagsaver.flagsaver(latency_table=path, target_ratio=0.8, target_reference="all:k3e6",
+                             latency_loss="abs", target_ms=None):
+        objective = latency.objective_from_flags(space)
+        assert objective.target_ms == pytest.approx(0.8 * base)
+        assert objective.form == "abs"
+        assert [len(c) for c in objective.costs] == [len(p.candidates)
+                                                    for p in space.searchable_positions()]
+    with flagsaver.flagsaver(latency_table=path, target_ms=None, target_ratio=None):
+        with pytest.raises(UsageError, match="needs a target"):
+            latency.objective_from_flags(space)
+    with flagsaver.flagsaver(latency_table=path, target_ms=None, target_ratio=0.8,
+                             target_reference="mobilenet_v2"):
+        with pytest.raises(UsageError, match="--target_reference=mobilenet_v2: "):
+            latency.objective_from_flags(space)
+    with flagsaver.flagsaver(latency_table=None, target_ms=3.0, target_ratio=None):
+        with pytest.raises(UsageError, match="need --latency_table"):
+            latency.objective_from_flags(space)
+
+
+def test_objective_lines_up_with_the_supernet():
+    from proxyless_tf.supernet import Supernet
+    space = tiny_space(candidates=("k3e3", "k5e6", "zero"))
+    objective = latency.LatencyObjective(synthetic_table(space), space, 5.0, loss="abs")
+    net = Supernet(space)
+    assert [m.candidates for m in net.mixed_ops] == [tuple(c) for c in objective.candidates]
+    assert float(objective.expected(net.alphas)) > objective.fixed_ms
