@@ -43,6 +43,9 @@ class MixedOp(keras.layers.Layer):
         # Paths are built eagerly so every variable exists before any step is traced.
         self.paths = [blocks.build_path(keras, op, block_index, input_size, in_channels,
                                         out_channels, stride) for op in self.candidates]
+        for k, path in enumerate(self.paths):  # checkpoint dependencies (see Supernet)
+            if path is not None:
+                self._track_trackable(path, name=f"path_{k}")
         self.alpha = self.add_weight(
             shape=(len(self.candidates),), name="alpha", trainable=False,
             initializer=keras.initializers.RandomNormal(stddev=alpha_init_std))

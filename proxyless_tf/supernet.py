@@ -33,6 +33,11 @@ class Supernet(keras.Model):
             K, x, space.head_channels, space.num_classes, space.dropout), "head")
         self.mixed_ops = [b for b in self.backbone if isinstance(b, MixedOp)]
         self._slot_of_variable = None
+        # Keras' tracked lists are no TensorFlow checkpoint dependencies: without these, a
+        # tf.train.Checkpoint holds the blocks' weights only through the optimiser and their
+        # BatchNorm moving statistics not at all.
+        for i, layer in enumerate(self.backbone):
+            self._track_trackable(layer, name=f"backbone_{i}")
 
     @staticmethod
     def _submodel(size, channels, build, name):

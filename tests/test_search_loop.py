@@ -96,6 +96,7 @@ def test_an_interrupted_search_resumes_with_the_same_epoch_step_and_alpha(tmp_pa
     with pytest.raises(StopSearch):
         first.run()
     saved_alpha = [a.numpy() for a in first.net.alphas]
+    saved_variables = {v.path: v.numpy() for v in first.net.variables}  # paths + BN statistics
     saved_step = int(first.step.numpy())
 
     second = make_search(tmp_path, epochs=3)
@@ -103,6 +104,10 @@ def test_an_interrupted_search_resumes_with_the_same_epoch_step_and_alpha(tmp_pa
     assert int(second.step.numpy()) == saved_step == 3
     for a, b in zip(second.net.alphas, saved_alpha):
         np.testing.assert_array_equal(a.numpy(), b)
+    restored = {v.path: v.numpy() for v in second.net.variables}
+    assert restored.keys() == saved_variables.keys()
+    for name, value in saved_variables.items():
+        np.testing.assert_array_equal(restored[name], value, err_msg=name)
     second.run()
     history = [json.loads(l) for l in open(tmp_path / "history.jsonl")]
     assert [h["epoch"] for h in history] == [1, 2, 3]
