@@ -118,3 +118,15 @@ def rescale_pair(alpha, pair, alpha_before):
     offset = tf.reduce_logsumexp(new) - tf.reduce_logsumexp(old)
     alpha.assign(tf.tensor_scatter_nd_sub(alpha, tf.reshape(pair, [-1, 1]),
                                           tf.fill([2], offset)))
+
+
+def rescale_touched(alpha, touched, alpha_before):
+    """`rescale_pair` for any set of paths: `touched` is a 0/1 float vector over alpha (the union
+    of the pairs that several replicas sampled). The touched alphas shift by one offset so that
+    the sum of their exp is what it was; the untouched paths keep their probabilities."""
+    on = touched > 0.5
+    neg_inf = tf.fill(tf.shape(alpha), -float("inf"))
+    offset = tf.reduce_logsumexp(tf.where(on, tf.convert_to_tensor(alpha), neg_inf)) - \
+        tf.reduce_logsumexp(tf.where(on, alpha_before, neg_inf))
+    offset = tf.where(tf.reduce_any(on), offset, 0.0)
+    alpha.assign(alpha - offset * tf.cast(on, alpha.dtype))

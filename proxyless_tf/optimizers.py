@@ -6,6 +6,12 @@ decay moves them. Keras' SGD would still apply stale momentum and decay to every
 this subclass masks each variable's update (and its momentum update) with the step's `active`
 flag. It is plain arithmetic, not `tf.cond`: a thousand conds would cost minutes of tracing.
 Weight decay is coupled L2 (as in PyTorch SGD), applied to conv and dense kernels.
+
+Under tf.distribute (`apply_to_active` called inside `strategy.run`), Keras sums the replicas'
+gradients and then updates every replica's copy of each variable; the mask must then be the same
+on every replica, or the copies of a mirrored variable drift apart. When the replicas sampled
+different paths (`replicas_agree=False`), the masks are all-reduced into their union: a variable
+moves when any replica used it. Each copy's update reads the mask made on that copy's device.
 """
 
 import keras
@@ -24,13 +30,30 @@ class SampledPathSGD(keras.optimizers.SGD):
         super().build(variables)
         self._decayed = [len(v.shape) > 1 for v in variables]  # kernels, not BN or biases
 
-    def apply_to_active(self, grads, variables, active):
-        """`active`: bool tensor, one entry per variable, made in the same trace."""
-        self._active = active
+    def apply_to_active(self, grads, variables, active, replicas_agree=False):
+        """`active`: bool tensor, one entry per variable, made in the same trace (None: all).
+        `replicas_agree`: every replica passes the same mask (a shared path sample), so the
+        all-reduce into their union can be skipped."""
+        if active is not None:
+            ctx = tf.distribute.get_replica_context()
+            if ctx is not None and ctx.num_replicas_in_sync > 1 and not replicas_agree:
+                active = ctx.all_reduce(tf.distribute.ReduceOp.SUM,
+                                        tf.cast(active, tf.float32)) > 0.5
+            # MirroredStrategy traces the replicas one after another in threads and then runs
+            # the updates of all of them at once (a merge call): keep one mask per device.
+            if self._active is None:
+                self._active = {}
+            self._active[_device_key(active.device)] = active
         try:
             self.apply(grads, variables)
         finally:
             self._active = None
+
+    def _mask(self, variable):
+        if len(self._active) == 1:
+            return next(iter(self._active.values()))
+        key = _device_key(variable.device)
+        return self._active.get(key, next(iter(self._active.values())))
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
@@ -38,7 +61,7 @@ class SampledPathSGD(keras.optimizers.SGD):
         gradient = tf.cast(gradient, variable.dtype)
         if self.l2 and self._decayed[index]:
             gradient = gradient + tf.cast(self.l2, variable.dtype) * variable
-        on = 1.0 if self._active is None else tf.cast(self._active[index], variable.dtype)
+        on = 1.0 if not self._active else tf.cast(self._mask(variable)[index], variable.dtype)
         if self.momentum == 0:
             self.assign_sub(variable, on * lr * gradient)
             return
@@ -53,3 +76,9 @@ class SampledPathSGD(keras.optimizers.SGD):
         config = super().get_config()
         config["l2"] = self.l2
         return config
+
+
+def _device_key(device):
+    if not device:
+        return ""
+    return tf.DeviceSpec.from_string(device).to_string()

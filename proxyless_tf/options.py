@@ -258,3 +258,20 @@ flags.DEFINE_string("tune_project", None,
                     "tune: keras-tuner project name under --output_dir (default: the oracle's "
                     "name). Rerunning the command resumes that project.")
 flags.DEFINE_bool("tune_overwrite", False, "tune: start the project afresh instead of resuming.")
+
+
+# --- tf.distribute (search and train: --strategy; proxyless_tf.distribute) ----------------------
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"],
+                  "tf.distribute strategy: default (one device), mirrored (this host's GPUs, or "
+                  "the --logical_cpus devices), multi_worker (the machines in TF_CONFIG) or tpu "
+                  "(--tpu). --batch_size is the global batch, split over the replicas.")
+flags.DEFINE_enum("path_sampling", "shared", ["shared", "per_replica"],
+                  "Search under several replicas: every replica uses the same sampled paths in "
+                  "a step (shared), or each samples its own (per_replica, as TuNAS per core).")
+flags.DEFINE_string("tpu", "",
+                    "--strategy=tpu: the TPU name or grpc:// address ('' on a TPU VM: the local "
+                    "TPU).")
+flags.DEFINE_integer("logical_cpus", 0,
+                     "Split the host CPU into this many logical devices before TensorFlow "
+                     "starts (0: no split), so --strategy=mirrored runs several replicas on a "
+                     "machine without GPUs (for trying and testing it; no speed-up).")

@@ -3,6 +3,9 @@
 Runs the ProxylessNAS search and leaves in DIR: arch.json (the derived architecture with its
 per-block probabilities), checkpoints/ (rerun the same command to resume), tensorboard/,
 history.jsonl (one line per epoch) and probabilities.png.
+
+`--strategy=mirrored|multi_worker|tpu` runs it on several devices or machines (tf.distribute;
+`--batch_size` is the global batch); see BUILD.md, "Scaling out".
 """
 
 import os
@@ -29,26 +32,38 @@ def config_from_flags():
         label_smoothing=FLAGS.label_smoothing, arch_lr=FLAGS.arch_lr,
         arch_beta1=FLAGS.arch_beta1, arch_beta2=FLAGS.arch_beta2,
         arch_update_every=FLAGS.arch_update_every, arch_algo=FLAGS.arch_algo,
-        weight_mode=FLAGS.weight_mode, seed=FLAGS.seed)
+        weight_mode=FLAGS.weight_mode, seed=FLAGS.seed, path_sampling=FLAGS.path_sampling)
 
 
-def build_search(output_dir, verbose=1):
-    """Everything the flags describe, ready to run (also used by tests and benchmarks)."""
+def build_search(output_dir, verbose=1, strategy=None):
+    """Everything the flags describe, ready to run (also used by tests and benchmarks).
+    `strategy`: a tf.distribute strategy (default: TensorFlow's one-device strategy)."""
+    import tensorflow as tf
+    from proxyless_tf import distribute
     from proxyless_tf.search_loop import BilevelSearch
     from proxyless_tf.supernet import Supernet
     config = config_from_flags()
     space = options.space_from_flags()  # validates --candidates etc. before loading data
+    strategy = strategy or tf.distribute.get_strategy()
+    distribute.check_global_batch(FLAGS.batch_size, strategy)
+    if config.arch_algo == "reinforce" and FLAGS.latency_source == "measure" and \
+            distribute.num_workers(strategy) > 1:
+        raise UsageError("--latency_source=measure times networks on each worker, which would "
+                         "disagree; use a latency table (--latency_source=table) with "
+                         "--strategy=multi_worker")
     io_utils.ensure_writable_dir(output_dir)
     splits = data.load(FLAGS.dataset, space.input_size, FLAGS.batch_size, FLAGS.data_dir,
                        FLAGS.download, FLAGS.valid_fraction, FLAGS.seed, FLAGS.max_train_examples)
     space = options.space_from_flags(num_classes=splits.num_classes)
-    supernet = Supernet(space, alpha_init_std=FLAGS.arch_init_std)
-    objective = latency_objective(space)
-    reinforce = None
-    if config.arch_algo == "reinforce":
-        from proxyless_tf import reinforce as reinforce_lib
-        reinforce = reinforce_lib.from_flags(supernet, objective)
-    return BilevelSearch(supernet, splits, config, output_dir, objective, reinforce, verbose)
+    with strategy.scope():  # the supernet's and REINFORCE's variables are mirrored
+        supernet = Supernet(space, alpha_init_std=FLAGS.arch_init_std)
+        objective = latency_objective(space)
+        reinforce = None
+        if config.arch_algo == "reinforce":
+            from proxyless_tf import reinforce as reinforce_lib
+            reinforce = reinforce_lib.from_flags(supernet, objective)
+        return BilevelSearch(supernet, splits, config, output_dir, objective, reinforce,
+                             verbose, strategy=strategy)
 
 
 def latency_objective(space):
@@ -63,12 +78,35 @@ def main(argv):
     if len(argv) > 1:
         raise UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)  # keep checkpoint chatter out of the console
+    from proxyless_tf import distribute
+    config_from_flags()  # bad flags fail before a multi-worker strategy waits for its peers
+    options.space_from_flags()
+    strategy = distribute.strategy_from_flags()  # before any other TensorFlow work
     output_dir = FLAGS.output_dir
-    search = build_search(output_dir)
-    io_utils.write_text(os.path.join(output_dir, "flags.txt"), FLAGS.flags_into_string())
+    search = build_search(output_dir, strategy=strategy)
+    if search.chief:
+        io_utils.write_text(os.path.join(output_dir, "flags.txt"), FLAGS.flags_into_string())
+    if search.replicas > 1 or FLAGS.strategy != "default":
+        print(f"strategy {FLAGS.strategy}: {search.replicas} replica(s), global batch "
+              f"{FLAGS.batch_size}, path sampling {FLAGS.path_sampling}", flush=True)
     arch = search.run()
+    if distribute.num_workers(strategy) > 1:
+        # The same on every worker when they stayed in sync (tests compare it).
+        task_type, task_id = distribute.task(strategy)
+        digest = alpha_digest(search.net)
+        print(f"{task_type} {task_id}: alpha digest {digest}", flush=True)
     print(f"derived architecture: {' '.join(arch.ops)}")
-    print(f"wrote {os.path.join(output_dir, 'arch.json')}")
+    if search.chief:
+        print(f"wrote {os.path.join(output_dir, 'arch.json')}")
+
+
+def alpha_digest(net):
+    """A short fingerprint of the alphas (rounded to 1e-5)."""
+    import hashlib
+    import numpy as np
+    values = np.concatenate([np.round(a.numpy().astype(np.float64), 5).ravel()
+                             for a in net.alphas])
+    return hashlib.sha1(values.tobytes()).hexdigest()[:12]
 
 
 if __name__ == "__main__":

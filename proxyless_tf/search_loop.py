@@ -5,6 +5,13 @@ warm-up epochs, one architecture step (two sampled paths, binary-gate gradient +
 REINFORCE). Checkpoints at every epoch end (tf.train.CheckpointManager): rerunning the same
 command resumes from the last finished epoch with the same weights, alpha, optimiser state and
 sampling RNG.
+
+Both steps run through `tf.distribute` (`strategy`, the default one-device strategy unless
+given): inputs are per-replica shares of a global batch, each replica's loss is its share of
+the global-batch mean (so summed gradients are the global-batch gradient), and Keras' optimisers
+sum the replicas' gradients. Paths are sampled once per step in cross-replica context and passed
+to every replica (`path_sampling="shared"`), or by each replica from its own random stream
+(`"per_replica"`, as TuNAS samples per TPU core). See BUILD.md, "Scaling out".
 """
 
 import collections
@@ -18,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from proxyless_tf import io_utils, mixed_op, plots
+from proxyless_tf import distribute, io_utils, mixed_op, plots
 from proxyless_tf.optimizers import SampledPathSGD
 
 
@@ -38,6 +45,7 @@ class SearchConfig:
     arch_algo: str = "grad"           # "grad" (binary gates) or "reinforce"
     weight_mode: str = "binary"       # "binary" or "full" (all paths, the memory baseline)
     seed: int = 0
+    path_sampling: str = "shared"     # under several replicas: "shared" or "per_replica"
 
 
 class StopSearch(Exception):
@@ -45,52 +53,86 @@ class StopSearch(Exception):
 
 
 class BilevelSearch:
+    """`strategy`: a tf.distribute strategy whose scope the supernet was built in (None: the
+    default one-device strategy). The optimisers, the RNG and the counters are made in it here."""
 
     def __init__(self, supernet, splits, config, output_dir, objective=None, reinforce=None,
-                 verbose=1):
+                 verbose=1, strategy=None):
         self.net = supernet
         self.splits = splits
         self.config = config
         self.output_dir = output_dir
         self.objective = objective          # latency objective (proxyless_tf.latency), or None
         self.reinforce = reinforce          # REINFORCE updater for arch_algo == "reinforce"
-        self.verbose = verbose
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.replicas = self.strategy.num_replicas_in_sync
+        self.chief = distribute.is_chief(self.strategy)
+        self.verbose = verbose if self.chief else 0
+        if config.path_sampling not in distribute.SAMPLINGS:
+            raise ValueError(f"path_sampling={config.path_sampling!r}: use one of "
+                             f"{', '.join(distribute.SAMPLINGS)}")
+        if not self.strategy.extended.variable_created_in_scope(self.net.alphas[0].value):
+            raise ValueError("build the supernet inside the strategy's scope "
+                             "(with strategy.scope(): Supernet(...))")
+        distribute.check_global_batch(_batch_size(splits.train), self.strategy)
         self.traces = collections.Counter()
         self.steps_per_epoch = config.steps_per_epoch or max(
             1, splits.train_size // _batch_size(splits.train))
         total_steps = self.steps_per_epoch * config.epochs
-        schedule = keras.optimizers.schedules.CosineDecay(config.weight_lr, total_steps)
-        self.weight_optimizer = SampledPathSGD(
-            l2=config.weight_decay, learning_rate=schedule, momentum=config.momentum,
-            nesterov=True)
-        self.arch_optimizer = keras.optimizers.Adam(
-            config.arch_lr, beta_1=config.arch_beta1, beta_2=config.arch_beta2, epsilon=1e-8)
-        # Build optimiser slots eagerly: a variable created inside a traced step forces a retrace.
-        self.weight_optimizer.build(self.net.weight_variables)
-        self.arch_optimizer.build(self.net.alphas)
-        self.rng = tf.random.Generator.from_seed(config.seed)
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        with self.strategy.scope():
+            schedule = keras.optimizers.schedules.CosineDecay(config.weight_lr, total_steps)
+            self.weight_optimizer = SampledPathSGD(
+                l2=config.weight_decay, learning_rate=schedule, momentum=config.momentum,
+                nesterov=True)
+            self.arch_optimizer = keras.optimizers.Adam(
+                config.arch_lr, beta_1=config.arch_beta1, beta_2=config.arch_beta2, epsilon=1e-8)
+            # Build optimiser slots eagerly: a variable created inside a traced step forces a
+            # retrace.
+            self.weight_optimizer.build(self.net.weight_variables)
+            self.arch_optimizer.build(self.net.alphas)
+            # Made in the scope: in cross-replica context one stream (the shared sample), in
+            # replica context a different stream per replica (per-replica sampling).
+            self.rng = tf.random.Generator.from_seed(config.seed)
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        # Per example: each replica divides its sum by the global batch (compute_average_loss).
         self.loss_fn = keras.losses.CategoricalCrossentropy(
-            from_logits=True, label_smoothing=config.label_smoothing)
+            from_logits=True, label_smoothing=config.label_smoothing, reduction=None)
         self.checkpoint = tf.train.Checkpoint(
             supernet=self.net, weight_optimizer=self.weight_optimizer,
             arch_optimizer=self.arch_optimizer, rng=self.rng, epoch=self.epoch, step=self.step)
+        # Every worker resumes from the chief's checkpoints; only the chief writes there.
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=2)
+        self._write_dir = None
         self.weight_step = tf.function(self._weight_step)
         self.arch_step = tf.function(self._arch_step)
+        self._bn_statistics = [v for v in self.net.non_trainable_variables
+                               if v.name in ("moving_mean", "moving_variance")]
+        self._sync_fn = None
+        self._accuracy_fn = None
+        if reinforce is not None and not distribute.is_default(self.strategy):
+            # REINFORCE samples on the host (the same seeded samples on every worker); its
+            # accuracies must come from the global validation batch, so that every worker
+            # computes the same rewards and the same policy gradient.
+            reinforce._evaluate = self.global_accuracy
         self.epoch_callbacks = []
 
     # --- the two steps -----------------------------------------------------------------------
     def _cross_entropy(self, labels, logits):
+        """This replica's share of the global-batch mean cross-entropy (the mean itself on one
+        device): the replicas' values sum to the mean over the global batch."""
         onehot = tf.one_hot(labels, self.splits.num_classes)
-        return self.loss_fn(onehot, logits)
+        return tf.nn.compute_average_loss(self.loss_fn(onehot, logits))
 
     @staticmethod
     def _accuracy(labels, logits):
-        return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
-                                               labels), tf.float32))
+        """This replica's share of the global-batch accuracy."""
+        hits = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels)
+        return tf.nn.compute_average_loss(tf.cast(hits, tf.float32))
+
+    def _sum(self, value):
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
 
     def sample_paths(self):
         """int32 [num_searchable, 2]: per block two distinct paths from softmax(alpha); column 0
@@ -99,69 +141,163 @@ class BilevelSearch:
 
     def _weight_step(self, images, labels):
         self.traces["weight"] += 1  # Python side effect: counts traces, not calls
+        if self.config.path_sampling == "shared":
+            args = (images, labels, self.sample_paths())  # once, in cross-replica context
+        else:
+            args = (images, labels)
+        loss, accuracy = self.strategy.run(self._weight_replica_step, args=args)
+        self.step.assign_add(1)
+        return self._sum(loss), self._sum(accuracy)
+
+    def _weight_replica_step(self, images, labels, paths=None):
+        shared = paths is not None
+        if paths is None:
+            paths = self.sample_paths()  # this replica's own stream
         weights = self.net.weight_variables
         full = self.config.weight_mode == "full"
-        paths = self.sample_paths()
         with tf.GradientTape() as tape:
             logits = self.net(images, mode="full" if full else "binary", paths=paths,
                               training=True)
             loss = self._cross_entropy(labels, logits)
         grads = tape.gradient(loss, weights)
         active = None if full else self.net.active_variables(paths)
-        self.weight_optimizer.apply_to_active(grads, weights, active)
-        self.step.assign_add(1)
+        self.weight_optimizer.apply_to_active(grads, weights, active, replicas_agree=shared)
         return loss, self._accuracy(labels, logits)
+
+    def _sample_gates(self, pairs):
+        return tf.stack([mixed_op.pair_gates(a, pairs[s], self.rng)
+                         for s, a in enumerate(self.net.alphas)])
 
     def _arch_step(self, images, labels):
         """Binary-gate architecture step on a validation batch (the paper's two-path trick)."""
         self.traces["arch"] += 1
         alphas = self.net.alphas
-        pairs = self.sample_paths()
-        gates = tf.stack([mixed_op.pair_gates(a, pairs[s], self.rng)
-                          for s, a in enumerate(alphas)])
+        before = [tf.identity(a) for a in alphas]
+        if self.config.path_sampling == "shared":
+            pairs = self.sample_paths()
+            args = (images, labels, pairs, self._sample_gates(pairs))
+        else:
+            args = (images, labels)
+        ce, accuracy, expected_ms, touched = self.strategy.run(self._arch_replica_step, args)
+        # The rescale: once, in cross-replica context, after the replicas' summed update.
+        if self.config.path_sampling == "shared":
+            for s, alpha in enumerate(alphas):
+                mixed_op.rescale_pair(alpha, pairs[s], before[s])
+        else:
+            touched = self.strategy.experimental_local_results(touched)[0]  # equal everywhere
+            sizes = [int(a.shape[0]) for a in alphas]
+            for alpha, mask, old in zip(alphas, tf.split(touched, sizes), before):
+                mixed_op.rescale_touched(alpha, mask, old)
+        expected_ms = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, expected_ms, axis=None)
+        return self._sum(ce), self._sum(accuracy), expected_ms
+
+    def _arch_replica_step(self, images, labels, pairs=None, gates=None):
+        alphas = self.net.alphas
+        if pairs is None:  # per-replica sampling: this replica's own pairs and gates
+            pairs = self.sample_paths()
+            gates = self._sample_gates(pairs)
         with tf.GradientTape() as tape:
             tape.watch(gates)
             logits = self.net(images, mode="two", paths=pairs, gates=gates, training=True)
             ce = self._cross_entropy(labels, logits)
-            if self.objective is not None:
+        gate_grads = tape.gradient(ce, gates)  # this replica's share of dCE/dg
+        ctx = tf.distribute.get_replica_context()
+        if self.objective is not None:
+            # loss = f(CE, E[LAT]) of the global-batch CE: dL/dg = f_CE * dCE/dg (summed over
+            # the replicas by the optimiser); the direct alpha term enters once, split over
+            # the replicas.
+            if self.replicas > 1:
+                ce = ctx.all_reduce(tf.distribute.ReduceOp.SUM, ce) / self.replicas
+            global_ce = ce * self.replicas
+            with tf.GradientTape() as outer:
+                outer.watch(global_ce)
                 expected_ms = self.objective.expected(alphas, pairs)
-                loss = self.objective.loss(ce, expected_ms)
-            else:
-                expected_ms, loss = tf.constant(0.0), ce
-        gate_grads, *direct = tape.gradient(loss, [gates] + list(alphas))
+                loss = self.objective.loss(global_ce, expected_ms)
+            dce, *direct = outer.gradient(loss, [global_ce] + list(alphas))
+        else:
+            expected_ms, dce, direct = tf.constant(0.0), None, [None] * len(alphas)
         grads = []
         for s, alpha in enumerate(alphas):
             grad = mixed_op.binary_gate_alpha_grad(gate_grads[s], alpha, pairs[s])
+            if dce is not None:
+                grad *= dce
             if direct[s] is not None:  # the latency term is differentiable in alpha directly
-                grad += direct[s]
+                grad += direct[s] / self.replicas
             grads.append(grad)
-        before = [tf.identity(a) for a in alphas]
-        self.arch_optimizer.apply(grads, alphas)
-        for s, alpha in enumerate(alphas):
-            mixed_op.rescale_pair(alpha, pairs[s], before[s])
-        return ce, self._accuracy(labels, logits), expected_ms
+        self.arch_optimizer.apply(grads, alphas)  # sums the replicas' gradients
+        touched = tf.concat([tf.reduce_max(tf.one_hot(pairs[s], int(a.shape[0])), 0)
+                             for s, a in enumerate(alphas)], 0)
+        if self.replicas > 1 and self.config.path_sampling != "shared":
+            touched = ctx.all_reduce(tf.distribute.ReduceOp.SUM, touched)
+        return ce, self._accuracy(labels, logits), expected_ms, touched
+
+    def global_accuracy(self, indices, images, labels):
+        """Accuracy of the supernet with paths `indices` fixed on a (distributed) batch: the
+        REINFORCE evaluation under a strategy."""
+        if self._accuracy_fn is None:
+            def accuracy(images, labels, paths):
+                def replica(images, labels):
+                    logits = self.net(images, mode="binary", paths=paths, training=False)
+                    return self._accuracy(tf.cast(labels, tf.int32), logits)
+                return self._sum(self.strategy.run(replica, (images, labels)))
+            self._accuracy_fn = tf.function(accuracy)
+        paths = tf.constant([[k, k] for k in indices], tf.int32)
+        return float(self._accuracy_fn(images, labels, paths))
+
+    def sync_batchnorm_statistics(self):
+        """BatchNorm runs on each replica's share of the batch, and each replica updates its own
+        copy of the moving statistics; this sets every copy to their mean across the replicas
+        (at each epoch end, so checkpoints hold it)."""
+        if self.replicas < 2 or not self._bn_statistics:
+            return
+        if self._sync_fn is None:
+            def replica():
+                ctx = tf.distribute.get_replica_context()
+                means = ctx.all_reduce(tf.distribute.ReduceOp.MEAN,
+                                       [tf.identity(v.value) for v in self._bn_statistics])
+                for v, mean in zip(self._bn_statistics, means):
+                    v.assign(mean)
+            self._sync_fn = tf.function(lambda: self.strategy.run(replica))
+        self._sync_fn()
 
     # --- the loop ----------------------------------------------------------------------------
     def restore(self):
         """Resumes from the latest checkpoint, if any; returns the epoch to start from."""
+        directory = self.manager.directory
+        if tf.train.latest_checkpoint(directory) != self.manager.latest_checkpoint:
+            # written since this search was made (another process, another strategy)
+            self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=2)
         if self.manager.latest_checkpoint:
             self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
         return int(self.epoch.numpy())
 
     def run(self):
         start = self.restore()
+        distribute.check_workers_agree(self.strategy, start, "the epoch to resume from")
         if start and self.verbose:
             print(f"resuming from {self.manager.latest_checkpoint} at epoch {start}", flush=True)
-        writer = tf.summary.create_file_writer(os.path.join(self.output_dir, "tensorboard"))
-        train, valid = iter(self.splits.train), iter(self.splits.valid)
-        for epoch in range(start, self.config.epochs):
-            record = self._run_epoch(epoch, train, valid)
-            self.epoch.assign(epoch + 1)
-            self.manager.save(checkpoint_number=epoch + 1)
-            self._write_epoch_outputs(record, writer)
-            for callback in self.epoch_callbacks:
-                callback(self, record)
-        self.write_results()
+        # The chief writes OUTPUT_DIR; the other workers save to a scratch folder (removed).
+        self._write_dir = distribute.scratch_dir(self.output_dir, self.strategy)
+        saver = self.manager if self.chief else tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(self._write_dir, "checkpoints"), max_to_keep=1)
+        writer = tf.summary.create_file_writer(os.path.join(self.output_dir, "tensorboard")) \
+            if self.chief else None
+        train = iter(distribute.distribute_dataset(self.strategy, self.splits.train))
+        valid = iter(distribute.distribute_dataset(self.strategy, self.splits.valid))
+        try:
+            for epoch in range(start, self.config.epochs):
+                record = self._run_epoch(epoch, train, valid)
+                self.sync_batchnorm_statistics()
+                self.epoch.assign(epoch + 1)
+                saver.save(checkpoint_number=epoch + 1)
+                if self.chief:
+                    self._write_epoch_outputs(record, writer)
+                for callback in self.epoch_callbacks:
+                    callback(self, record)
+            if self.chief:
+                self.write_results()
+        finally:
+            distribute.cleanup(self._write_dir, self.output_dir)
         return self.net.derive()
 
     def _run_epoch(self, epoch, train, valid):

@@ -10,7 +10,8 @@ space) or `all:OP`.
 Leaves in --train_output_dir (default OUTPUT_DIR/train): checkpoints/ (rerunning the same command
 resumes from the last finished epoch), tensorboard/, history.csv, arch.json (what was trained),
 and at the end model.keras and results.json (test accuracy). `--export_tflite` then exports the
-model as `python -m export` would (see docs/export.md).
+model as `python -m export` would (see docs/export.md). `--strategy=mirrored|multi_worker|tpu`
+trains under tf.distribute (`--batch_size` is the global batch; BUILD.md, "Scaling out").
 """
 
 import dataclasses
@@ -181,15 +182,19 @@ def learning_rate_schedule(config, steps_per_epoch):
     return keras.optimizers.schedules.CosineDecay(config.lr, total, alpha=0.0)
 
 
-def train(arch, splits, output_dir, config, callbacks=(), dataset=None, data_dir=None):
+def train(arch, splits, output_dir, config, callbacks=(), dataset=None, data_dir=None,
+          strategy=None):
     """Trains `arch` on `splits` (a data.Splits) into `output_dir`, resuming from its checkpoint.
     Returns (model, results): the trained Keras model and what results.json holds.
     `callbacks` run after the per-epoch checkpoint (tests use one to interrupt a run);
-    `dataset` and `data_dir` are recorded so that `python -m export --model` finds the data."""
-    import keras
+    `dataset` and `data_dir` are recorded so that `python -m export --model` finds the data.
+    `strategy`: a tf.distribute strategy (default: one device); the batch size is global. On a
+    multi-worker cluster only the chief writes `output_dir` (the others resume from it)."""
     import tensorflow as tf
-    from proxyless_tf import blocks, optimizers
+    from proxyless_tf import distribute
 
+    strategy = strategy or tf.distribute.get_strategy()
+    distribute.check_global_batch(config.batch_size, strategy)
     io_utils.ensure_writable_dir(output_dir, "--train_output_dir")
     arch_path = os.path.join(output_dir, "arch.json")
     if os.path.exists(arch_path):
@@ -198,7 +203,20 @@ def train(arch, splits, output_dir, config, callbacks=(), dataset=None, data_dir
                 (previous.input_size, previous.num_classes) != (arch.input_size, arch.num_classes):
             raise UsageError(f"{output_dir} holds the training of another architecture "
                              f"({previous.name}); choose another --train_output_dir")
-    arch.save(arch_path)
+    write_dir = distribute.scratch_dir(output_dir, strategy)  # output_dir on the chief
+    try:
+        return _train(arch, splits, output_dir, write_dir, config, callbacks, dataset, data_dir,
+                      strategy)
+    finally:
+        distribute.cleanup(write_dir, output_dir)
+
+
+def _train(arch, splits, output_dir, write_dir, config, callbacks, dataset, data_dir, strategy):
+    import keras
+    import tensorflow as tf
+    from proxyless_tf import blocks, distribute, optimizers
+
+    arch.save(os.path.join(write_dir, "arch.json"))
 
     keras.utils.set_random_seed(config.seed)
     steps = config.steps_per_epoch or max(1, splits.train_size // config.batch_size)
@@ -206,19 +224,22 @@ def train(arch, splits, output_dir, config, callbacks=(), dataset=None, data_dir
     schedule = learning_rate_schedule(config, steps)
     # Coupled L2 on conv/dense kernels, as PyTorch's SGD weight_decay in the paper's code; with
     # no path mask this optimiser is plain SGD (Nesterov) plus that L2 term.
-    optimizer = optimizers.SampledPathSGD(l2=config.weight_decay, learning_rate=schedule,
-                                          momentum=config.momentum, nesterov=True)
-    model = build_model(arch)
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.CategoricalCrossentropy(
-                      from_logits=True, label_smoothing=config.label_smoothing),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-    optimizer.build(model.trainable_variables)
-
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="finished_epochs")
+    with strategy.scope():  # variables mirrored over the replicas; fit distributes the data
+        optimizer = optimizers.SampledPathSGD(l2=config.weight_decay, learning_rate=schedule,
+                                              momentum=config.momentum, nesterov=True)
+        model = build_model(arch)
+        model.compile(optimizer=optimizer,
+                      loss=keras.losses.CategoricalCrossentropy(
+                          from_logits=True, label_smoothing=config.label_smoothing),
+                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+        optimizer.build(model.trainable_variables)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="finished_epochs")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var)
+    # Every worker resumes from output_dir; each saves to its write_dir (the chief's is it).
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(output_dir, "checkpoints"),
                                          max_to_keep=2)
+    saver = manager if write_dir == output_dir else tf.train.CheckpointManager(
+        checkpoint, os.path.join(write_dir, "checkpoints"), max_to_keep=1)
     if manager.latest_checkpoint:
         try:
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
@@ -229,6 +250,7 @@ def train(arch, splits, output_dir, config, callbacks=(), dataset=None, data_dir
             print(f"resuming from {manager.latest_checkpoint}: epoch {int(epoch_var.numpy())}"
                   f"/{config.epochs}, step {int(optimizer.iterations.numpy())}")
     start_epoch = int(epoch_var.numpy())
+    distribute.check_workers_agree(strategy, start_epoch, "the epoch to resume from")
 
     n = splits.num_classes
     # Our pipelines are shuffled by tf.data; Keras warns that fit's own shuffle does not apply.
@@ -239,7 +261,7 @@ def train(arch, splits, output_dir, config, callbacks=(), dataset=None, data_dir
                   steps_per_epoch=steps,
                   validation_data=one_hot(splits.valid, n) if valid_steps else None,
                   validation_steps=valid_steps or None,
-                  callbacks=_callbacks(output_dir, manager, epoch_var, callbacks),
+                  callbacks=_callbacks(write_dir, saver, epoch_var, callbacks),
                   verbose=config.verbose)
     train_seconds = time.time() - started
     test = model.evaluate(one_hot(splits.test, n), verbose=0, return_dict=True)
@@ -248,7 +270,7 @@ def train(arch, splits, output_dir, config, callbacks=(), dataset=None, data_dir
     # so it loads anywhere without the custom optimiser.
     clean = build_model(arch)
     clean.set_weights(model.get_weights())
-    model_path = os.path.join(output_dir, "model.keras")
+    model_path = os.path.join(write_dir, "model.keras")
     with io_utils.atomic_path(model_path) as tmp:
         clean.save(tmp)
     results = {
@@ -264,7 +286,7 @@ def train(arch, splits, output_dir, config, callbacks=(), dataset=None, data_dir
         "test_accuracy": float(test["accuracy"]), "test_loss": float(test["loss"]),
         "model": model_path,
     }
-    io_utils.write_json(os.path.join(output_dir, "results.json"), results)
+    io_utils.write_json(os.path.join(write_dir, "results.json"), results)
     return clean, results
 
 
@@ -282,6 +304,10 @@ def main(argv):
     check_input_size(arch.input_size, f"--arch={spec}", FLAGS.dataset, FLAGS.data_dir)
     output_dir = FLAGS.train_output_dir or os.path.join(FLAGS.output_dir, "train")
     io_utils.ensure_writable_dir(output_dir, "--train_output_dir")
+    from proxyless_tf import distribute
+    strategy = distribute.strategy_from_flags()  # before the first TensorFlow op
+    distribute.check_global_batch(FLAGS.batch_size, strategy)
+    chief = distribute.is_chief(strategy)
 
     from proxyless_tf import data
     splits = data.load(FLAGS.dataset, arch.input_size, FLAGS.batch_size, FLAGS.data_dir,
@@ -289,12 +315,17 @@ def main(argv):
     arch = resolve_for_training(spec, splits.num_classes)
     if flag_given("dropout"):
         arch = dataclasses.replace(arch, dropout=FLAGS.dropout)
-    io_utils.write_text(os.path.join(output_dir, "flags.txt"), FLAGS.flags_into_string())
+    if chief:
+        io_utils.write_text(os.path.join(output_dir, "flags.txt"), FLAGS.flags_into_string())
     print(f"training {arch.name}: {' '.join(arch.ops)} on {FLAGS.dataset} "
-          f"({splits.train_size} images) for {config.epochs} epochs")
+          f"({splits.train_size} images) for {config.epochs} epochs"
+          + (f" ({FLAGS.strategy}: {strategy.num_replicas_in_sync} replicas, global batch "
+             f"{FLAGS.batch_size})" if FLAGS.strategy != "default" else ""))
     model, results = train(arch, splits, output_dir, config, dataset=FLAGS.dataset,
-                           data_dir=FLAGS.data_dir)
+                           data_dir=FLAGS.data_dir, strategy=strategy)
     print(f"test accuracy {results['test_accuracy']:.4f} on {results['test_examples']} images")
+    if not chief:
+        return
     print(f"wrote {results['model']} and {os.path.join(output_dir, 'results.json')}")
     if FLAGS.export_tflite:
         import export
