@@ -104,8 +104,9 @@ _define_if_absent(flags.DEFINE_string, "arch", None,
 _define_if_absent(flags.DEFINE_string, "latency_table", None,
                   "Latency table; export reports its prediction next to the measured latency.")
 _define_if_absent(flags.DEFINE_bool, "export_tflite", False,
-                  "After training, export to TFLite as `python -m export` would, with --quantize "
-                  "and --qat_epochs, next to the model.")
+                  "After training (train) or searching (search: the derived network with the "
+                  "supernet's weights), export to TFLite as `python -m export` would, with "
+                  "--quantize and --qat_epochs, next to the model / in --output_dir.")
 
 # train
 flags.DEFINE_string("train_output_dir", None,

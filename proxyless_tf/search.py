@@ -2,7 +2,9 @@
 
 Runs the ProxylessNAS search and leaves in DIR: arch.json (the derived architecture with its
 per-block probabilities), checkpoints/ (rerun the same command to resume), tensorboard/,
-history.jsonl (one line per epoch) and probabilities.png.
+history.jsonl (one line per epoch) and probabilities.png. `--export_tflite` then exports the
+derived network with the supernet's weights to DIR/derived.KIND.tflite with its report
+(measured LiteRT latency next to the table's prediction; see docs/export.md).
 
 `--strategy=mirrored|multi_worker|tpu` runs it on several devices or machines (tf.distribute;
 `--batch_size` is the global batch); see BUILD.md, "Scaling out".
@@ -83,6 +85,10 @@ def main(argv):
     options.space_from_flags()
     strategy = distribute.strategy_from_flags()  # before any other TensorFlow work
     output_dir = FLAGS.output_dir
+    export_settings = None
+    if FLAGS.export_tflite:
+        from export import settings_from_flags
+        export_settings = settings_from_flags()  # check the export flags before searching
     search = build_search(output_dir, strategy=strategy)
     if search.chief:
         io_utils.write_text(os.path.join(output_dir, "flags.txt"), FLAGS.flags_into_string())
@@ -98,6 +104,20 @@ def main(argv):
     print(f"derived architecture: {' '.join(arch.ops)}")
     if search.chief:
         print(f"wrote {os.path.join(output_dir, 'arch.json')}")
+        if export_settings is not None:
+            export_derived(search, arch, export_settings)
+
+
+def export_derived(search, arch, settings):
+    """The derived network with the supernet's weights (not retrained) as DIR/derived.KIND.tflite
+    plus its report: its measured LiteRT latency next to the table's prediction, right after
+    the search."""
+    import export
+    model = search.net.derived_model(arch)
+    output = FLAGS.output or os.path.join(FLAGS.output_dir, f"derived.{settings.kind}.tflite")
+    export.export_model(model, output, settings, splits=search.splits, arch=arch,
+                        source="search (supernet weights)", weights="supernet",
+                        dataset=FLAGS.dataset)
 
 
 def alpha_digest(net):

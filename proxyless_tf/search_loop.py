@@ -209,11 +209,14 @@ class BilevelSearch:
             if self.replicas > 1:
                 ce = ctx.all_reduce(tf.distribute.ReduceOp.SUM, ce) / self.replicas
             global_ce = ce * self.replicas
+            # The alphas are non-trainable variables, which a tape does not watch by itself:
+            # without the explicit watch the latency term would silently never reach them.
+            alpha_values = [a.value for a in alphas]
             with tf.GradientTape() as outer:
-                outer.watch(global_ce)
+                outer.watch([global_ce] + alpha_values)
                 expected_ms = self.objective.expected(alphas, pairs)
                 loss = self.objective.loss(global_ce, expected_ms)
-            dce, *direct = outer.gradient(loss, [global_ce] + list(alphas))
+            dce, *direct = outer.gradient(loss, [global_ce] + alpha_values)
         else:
             expected_ms, dce, direct = tf.constant(0.0), None, [None] * len(alphas)
         grads = []
@@ -350,12 +353,13 @@ class BilevelSearch:
         if self.objective is not None:
             summary["expected_latency_ms"] = float(self.objective.expected(self.net.alphas))
             summary["derived_latency_ms"] = float(self.objective.table.predict(derived))
+            summary["target_ms"] = float(self.objective.target_ms)
         return summary
 
     def _write_epoch_outputs(self, record, writer):
         with writer.as_default(step=record["epoch"]):
             for key in ("train_loss", "train_acc", "valid_acc", "arch_loss", "alpha_entropy",
-                        "expected_latency_ms", "derived_latency_ms"):
+                        "expected_latency_ms", "derived_latency_ms", "target_ms"):
                 if key in record:
                     tf.summary.scalar(key, record[key])
             for slot, (m, p) in enumerate(zip(self.net.mixed_ops, record["probs"])):
@@ -394,5 +398,7 @@ def _epoch_line(record, epochs):
     if "expected_latency_ms" in record:
         parts.append(f"E[LAT] {record['expected_latency_ms']:.3f}ms")
         parts.append(f"derived {record['derived_latency_ms']:.3f}ms")
+        if "target_ms" in record:
+            parts.append(f"target {record['target_ms']:.3f}ms")
     parts.append(f"{record['seconds']:.1f}s")
     return "  ".join(parts)

@@ -80,6 +80,28 @@ class Supernet(keras.Model):
             probs.append(dict(zip(m.candidates, (float(v) for v in p))))
         return architecture.from_space(self.space, ops, name=name, probs=probs)
 
+    def derived_model(self, arch=None):
+        """`arch` (default: `derive()`) as a standalone Keras model holding this supernet's
+        weights: the stem, the fixed blocks, the chosen path of every searchable block and the
+        head, copied by layer name (the block builder names them alike). This is the paper's
+        derived network before retraining; its latency can be measured right away."""
+        arch = arch or self.derive()
+        self.paths_for(arch)  # the same searchable blocks, and ops among the candidates
+        source = {}
+        for model in [self.stem, self.head] + [b for b in self.backbone if b is not None]:
+            if isinstance(model, MixedOp):
+                continue
+            source.update((layer.name, layer) for layer in model.layers)
+        for m, b in zip(self.mixed_ops, [b for b in arch.blocks if b.searchable]):
+            path = m.paths[m.candidates.index(b.op)]
+            if path is not None:
+                source.update((layer.name, layer) for layer in path.layers)
+        model = blocks.build_network(arch)
+        for layer in model.layers:
+            if layer.weights:
+                layer.set_weights(source[layer.name].get_weights())
+        return model
+
     def argmax_paths(self):
         idx = [int(np.argmax(m.alpha.numpy())) for m in self.mixed_ops]
         return tf.constant([[i, i] for i in idx], tf.int32)

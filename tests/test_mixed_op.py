@@ -78,3 +78,19 @@ def test_derive_is_the_argmax_of_alpha():
     assert [b.op for b in arch.blocks if b.searchable] == choices
     probs = [b.probs for b in arch.blocks if b.searchable]
     assert all(max(p, key=p.get) == c for p, c in zip(probs, choices))
+
+
+def test_the_derived_model_is_the_supernet_with_its_choices_fixed():
+    net = Supernet(tiny_space())
+    for i, m in enumerate(net.mixed_ops):  # a mix of MBConv choices and a skipped block
+        values = np.zeros(len(m.candidates), np.float32)
+        values[(i + 2) % len(m.candidates)] = 2.0
+        m.alpha.assign(values)
+    images = tf.random.stateless_uniform([4, 16, 16, 3], seed=[3, 4])
+    net(images, mode="binary", paths=net.argmax_paths(), training=True)  # move the BN statistics
+    arch = net.derive()
+    assert "zero" in arch.ops
+    model = net.derived_model(arch)
+    expected = net(images, mode="binary", paths=net.argmax_paths(), training=False)
+    np.testing.assert_allclose(model(images, training=False).numpy(), expected.numpy(),
+                               atol=1e-5)
