@@ -15,7 +15,7 @@ For each, over steady-state steps (after model build, tracing and a warm-up step
 trains, so the binary step computes exactly that network. Last line: JSON with the ratios.
 
     python benchmarks/search_cost.py            # the full 32x32 space (4x4x4x4x4x1 blocks)
-    python benchmarks/search_cost.py --quick    # a smaller space, under 2 minutes
+    python benchmarks/search_cost.py --quick    # 3 stages (1,2,1 blocks), width 0.5: < 2 min
 """
 
 import argparse
@@ -52,9 +52,11 @@ def run_case(case, quick, steps, batch):
     from proxyless_tf.search_space import small_input_space
     from proxyless_tf.supernet import Supernet
 
-    depths = (1, 2, 1, 1, 1, 1) if quick else (4, 4, 4, 4, 4, 1)
-    width = 0.25 if quick else 1.0
-    space = small_input_space(depths=depths, width_multiplier=width)
+    if quick:  # three stages, one block with all 7 candidates: tracing dominates a quick run
+        space = small_input_space(widths=(24, 40, 80), depths=(1, 2, 1), strides=(1, 2, 2),
+                                  width_multiplier=0.5)
+    else:
+        space = small_input_space(depths=(4, 4, 4, 4, 4, 1), width_multiplier=1.0)
     splits = data.load("digits", 32, batch)
     net = Supernet(space)
     rng = np.random.RandomState(0)
