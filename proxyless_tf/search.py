@@ -69,10 +69,7 @@ def build_search(output_dir, verbose=1, strategy=None):
 
 
 def latency_objective(space):
-    try:
-        from proxyless_tf import latency
-    except ImportError:  # TODO(lead): remove once proxyless_tf.latency lands
-        return None
+    from proxyless_tf import latency
     return latency.objective_from_flags(space)
 
 
