@@ -111,6 +111,22 @@ class Part:
             x = keras.layers.Dense(self.out_channels, name="classifier")(x)
         return keras.Model(inputs, x, name=self.kind)
 
+    @property
+    def weights(self):
+        """Numbers this part reads from its weights per inference once the converter has folded
+        batch norm into the convolutions: every kernel plus one bias per output channel."""
+        cin, cout = self.in_channels, self.out_channels
+        if self.kind == "overhead":
+            return 0
+        if self.kind == "stem":
+            return 9 * cin * cout + cout
+        if self.kind in ("head", "logits"):
+            return cin * cout + cout
+        op = parse_op(self.op)
+        hidden = cin * op.expand
+        expand = cin * hidden + hidden if op.expand != 1 else 0
+        return expand + op.kernel ** 2 * hidden + hidden + hidden * cout + cout
+
 
 def block_part(input_size, in_channels, out_channels, stride, op_name):
     """The part of a block running `op_name`, or None for `zero` (it costs nothing)."""
@@ -256,25 +272,39 @@ class LatencyTable:
 
     @property
     def factor(self):
-        """The calibration factor (measured / summed latency of whole networks measured when
-        the table was built), 1 for tables without one (the official table)."""
+        """The calibration factor on the parts' sum (see `calibrate`), 1 for tables without a
+        calibration (the official table)."""
         calibration = self.settings.get("calibration") or {}
         return float(calibration.get("factor", 1.0))
 
+    @property
+    def ms_per_mweight(self):
+        """The calibration's cost of streaming a million weights from memory (see `calibrate`),
+        0 for tables without one (and for calibrations made before it existed)."""
+        calibration = self.settings.get("calibration") or {}
+        return float(calibration.get("ms_per_mweight", 0.0))
+
     def breakdown(self, arch):
         """(key, ms) of every part of `arch`, then the overhead correction when the table has
-        one: -(number of parts - 1) * the invoke overhead."""
-        rows = [(part.key, self.ms(part.key)) for part in arch_parts(arch)]
+        one: -(number of parts - 1) * the invoke overhead, then the calibration:
+        (factor - 1) * that sum, and ms_per_mweight * the network's weights in millions."""
+        parts = arch_parts(arch)
+        rows = [(part.key, self.ms(part.key)) for part in parts]
         if self.overhead_ms:
             rows.append((f"{OVERHEAD_KEY} x -{len(rows) - 1}", -(len(rows) - 1) * self.overhead_ms))
         if self.factor != 1.0:
             total = sum(ms for _, ms in rows)
             rows.append((f"calibration x {self.factor:.4f}", (self.factor - 1.0) * total))
+        if self.ms_per_mweight:
+            mweights = sum(part.weights for part in parts) / 1e6
+            rows.append((f"weights {mweights:.3f}M x {self.ms_per_mweight:.4f} ms/M",
+                         self.ms_per_mweight * mweights))
         return rows
 
     def raw_sum(self, arch):
-        """The parts' sum with the overhead correction, before the calibration factor."""
-        return self.predict(arch) / self.factor
+        """The parts' sum with the overhead correction, before the calibration."""
+        parts = arch_parts(arch)
+        return sum(self.ms(part.key) for part in parts) - (len(parts) - 1) * self.overhead_ms
 
     def predict(self, arch):
         """Predicted latency of a whole network in ms (a UsageError names a missing key)."""
@@ -287,10 +317,11 @@ class LatencyTable:
         """(ms of the parts every network of `space` has, [np.array of ms per candidate, in
         `position.candidates` order, for every searchable position]); `zero` costs 0."""
         fixed, searchable = space_parts(space)
-        overhead, factor = self.overhead_ms, self.factor
-        costs = [factor * np.array([0.0 if part is None else self.ms(part.key) - overhead
-                                    for part in options]) for options in searchable]
-        return factor * float(overhead + sum(self.ms(part.key) - overhead for part in fixed)), costs
+        overhead, factor, per_weight = self.overhead_ms, self.factor, self.ms_per_mweight / 1e6
+        cost = lambda part: factor * (self.ms(part.key) - overhead) + per_weight * part.weights
+        costs = [np.array([0.0 if part is None else cost(part) for part in options])
+                 for options in searchable]
+        return factor * overhead + float(sum(cost(part) for part in fixed)), costs
 
 
 # --- measuring -----------------------------------------------------------------------------
@@ -482,9 +513,16 @@ def table_parts(space, references=()):
 
 def calibrate(space, table, meter, count, rounds=1, seed=1000, progress=True):
     """Measures `count` random networks of `space` end to end (seeds apart from `validate`'s)
-    and returns the calibration: factor = median of measured / summed latency, and the ratios.
-    A part timed on its own keeps its weights in the CPU's caches between runs; inside a
-    network the other layers evict them, which the factor accounts for on average."""
+    and fits how a whole network's latency relates to its parts' sum:
+
+        measured = factor * sum of parts + ms_per_mweight * weights (millions)
+
+    A part timed on its own runs again and again with its weights in the CPU's caches; inside a
+    network the other layers evict them, so every inference streams the whole network's
+    weights from memory once. The second term is that cost. Both coefficients minimise the
+    squared *relative* error over the networks (a noisy slow network must not outweigh the
+    fast ones); when the fit gives the weights no positive cost, or there are fewer than 4
+    networks, it is the factor alone: the median of measured / summed."""
     import keras
     archs = random_archs(space, count, seed)
     bar = Progress(count * (rounds + 1), "latency calibrate", enabled=progress)
@@ -498,12 +536,25 @@ def calibrate(space, table, meter, count, rounds=1, seed=1000, progress=True):
         for i in range(count):
             timings[i].append(meter.time(prepared[i]))
             bar.update((r + 1) * count + i + 1, f"round {r + 1}: {archs[i].name}")
-    uncalibrated = LatencyTable(table.entries, dict(table.settings, calibration=None), table.source,
-                                table.stat)
-    ratios = [_stat_of(combine(t), table.stat) / uncalibrated.predict(arch)
-              for arch, t in zip(archs, timings)]
-    return {"factor": round(float(np.median(ratios)), 4), "n": count, "seed": seed,
-            "ratios": [round(float(r), 4) for r in ratios]}
+    measured = np.array([_stat_of(combine(t), table.stat) for t in timings])
+    summed = np.array([table.raw_sum(arch) for arch in archs])
+    mweights = np.array([sum(p.weights for p in arch_parts(arch)) / 1e6 for arch in archs])
+    factor, per_mweight = fit_calibration(summed, mweights, measured)
+    fitted = factor * summed + per_mweight * mweights
+    return {"factor": round(factor, 4), "ms_per_mweight": round(per_mweight, 4), "n": count,
+            "seed": seed, "ratios": [round(float(r), 4) for r in measured / summed],
+            "fit_error_pct": [round(float(e), 2) for e in 100 * (fitted / measured - 1)]}
+
+
+def fit_calibration(summed, mweights, measured):
+    """(factor, ms per million weights): see `calibrate`."""
+    summed, mweights, measured = (np.asarray(a, float) for a in (summed, mweights, measured))
+    if len(measured) >= 4:
+        design = np.stack([summed / measured, mweights / measured], axis=1)
+        (factor, per_mweight), *_ = np.linalg.lstsq(design, np.ones(len(measured)), rcond=None)
+        if per_mweight > 0 and factor > 0:
+            return float(factor), float(per_mweight)
+    return float(np.median(measured / summed)), 0.0
 
 
 def build_table(space, meter, output, references=(), rebuild=False, progress=True, rounds=1,
@@ -627,7 +678,12 @@ def validate(space, table, meter, count, output_dir, seed=0, references=architec
                      "error_pct": round(100 * (predicted - measured) / measured, 2)})
     metrics = validation_metrics([r["predicted_ms"] for r in rows],
                                  [r["measured_ms"] for r in rows])
-    result = {"metrics": metrics, "settings": dict(meter.settings(), rounds=rounds,
+    random_rows = rows[:count]
+    groups = {"random": random_rows, "references": rows[count:]}
+    result = {"metrics": metrics,
+              "metrics_by_group": {name: validation_metrics([r["predicted_ms"] for r in group],
+                                                            [r["measured_ms"] for r in group])
+                                   for name, group in groups.items() if group}, "settings": dict(meter.settings(), rounds=rounds,
                                                    quiet=meter.quiet),
               "host": host_description(),
               "table": table.source, "table_settings": table.settings, "stat": table.stat,
@@ -648,8 +704,16 @@ def _markdown(result):
              f"batch {result['settings']['batch']}, statistic {result['stat']}, "
              f"table `{result['table']}`", "",
              f"n = {m['n']}, within +-10%: {100 * m['within_10pct']:.1f}%, RMSE {m['rmse_ms']:.3f} ms, "
-             f"MAPE {m['mape']:.2f}%, Pearson r {m['pearson_r']}", "",
-             "| network | predicted ms | measured ms | error % |", "|---|---|---|---|"]
+             f"MAPE {m['mape']:.2f}%, Pearson r {m['pearson_r']}", ""]
+    for name, g in result.get("metrics_by_group", {}).items():
+        lines += [f"- {name} networks: n = {g['n']}, within +-10%: {100 * g['within_10pct']:.1f}%, "
+                  f"MAPE {g['mape']:.2f}%"]
+    calibration = (result.get("table_settings") or {}).get("calibration")
+    if calibration:
+        lines += ["", f"table calibration: factor {calibration['factor']}, "
+                      f"{calibration.get('ms_per_mweight', 0.0)} ms per million weights, from "
+                      f"{calibration['n']} networks (seed {calibration['seed']})"]
+    lines += ["", "| network | predicted ms | measured ms | error % |", "|---|---|---|---|"]
     for r in result["rows"]:
         lines.append(f"| {r['name']} | {r['predicted_ms']:.3f} | {r['measured_ms']:.3f} | "
                      f"{r['error_pct']:+.2f} |")
@@ -818,11 +882,15 @@ def meter_from_flags():
 
 
 # --- command line --------------------------------------------------------------------------
-USAGE = "usage: python -m proxyless_tf.latency build|predict|validate|measure [--flags]"
+USAGE = "usage: python -m proxyless_tf.latency build|calibrate|predict|validate|measure [--flags]"
 
 
 def _space(FLAGS):
     return options.space_from_flags(num_classes=FLAGS.latency_num_classes)
+
+
+def _describe_calibration(table):
+    return f"factor {table.factor:.4f}, {table.ms_per_mweight:.4f} ms per million weights"
 
 
 def _configure_tf_threads(meter):
@@ -838,7 +906,7 @@ def main(argv):
     from absl import logging
     FLAGS = options.FLAGS
     logging.set_verbosity(logging.WARNING)  # keep the converter's chatter out of the console
-    if len(argv) != 2 or argv[1] not in ("build", "predict", "validate", "measure"):
+    if len(argv) != 2 or argv[1] not in ("build", "calibrate", "predict", "validate", "measure"):
         raise UsageError(USAGE)
     command = argv[1]
     space = _space(FLAGS)
@@ -877,13 +945,33 @@ def main(argv):
                                               FLAGS.latency_rebuild, rounds=FLAGS.latency_rounds,
                                               calibration=FLAGS.latency_calibrate)
         waited = f", {meter.waited:.1f}s of it waiting for quiet CPUs" if meter.quiet > 0 else ""
-        factor = f", calibration factor {table.factor:.4f}" if table.factor != 1.0 else ""
+        factor = f", calibration {_describe_calibration(table)}" if table.factor != 1.0 else ""
         print(f"{FLAGS.output}: {len(table.entries)} entries ({measured} measured, {reused} "
               f"reused){factor} in {time.time() - started:.1f}s{waited}")
         return
     if not FLAGS.latency_table:
         raise UsageError(f"latency {command} needs --table=TABLE (or --latency_table)")
     table = LatencyTable.load(FLAGS.latency_table, stat=FLAGS.latency_stat)
+    if command == "calibrate":  # a new calibration for a table, its parts as they are
+        meter = meter_from_flags()
+        _configure_tf_threads(meter)
+        if not meter.compatible(table.settings):
+            raise UsageError(f"--table={FLAGS.latency_table} was measured with other runtime, "
+                             "threads or batch settings than the flags give")
+        if FLAGS.latency_calibrate < 1:
+            raise UsageError(f"--latency_calibrate must be at least 1, got {FLAGS.latency_calibrate}")
+        missing = [p.key for p in table_parts(space) if p.key not in table.entries]
+        if missing:
+            raise UsageError(f"--table={FLAGS.latency_table} has no entry {missing[0]!r} of the "
+                             "flags' space; build it first")
+        started = time.time()
+        settings = dict(table.settings, calibration=calibrate(
+            space, table, meter, FLAGS.latency_calibrate, FLAGS.latency_rounds))
+        table = LatencyTable(table.entries, settings, FLAGS.latency_table, table.stat)
+        table.save(FLAGS.latency_table)
+        print(f"{FLAGS.latency_table}: calibration {_describe_calibration(table)} from "
+              f"{FLAGS.latency_calibrate} networks in {time.time() - started:.1f}s")
+        return
     if command == "predict":
         if not FLAGS.arch:
             raise UsageError("latency predict needs --arch=ARCH.json, a reference name or all:OP")

@@ -3,9 +3,18 @@
 With binary gates an unsampled path gets no gradient; in the official PyTorch code its
 parameters are then skipped by the optimiser (grad is None), so neither momentum nor weight
 decay moves them. Keras' SGD would still apply stale momentum and decay to every variable, so
-this subclass masks each variable's update (and its momentum update) with the step's `active`
-flag. It is plain arithmetic, not `tf.cond`: a thousand conds would cost minutes of tracing.
-Weight decay is coupled L2 (as in PyTorch SGD), applied to conv and dense kernels.
+this subclass masks each variable's update with the step's `active` flag.
+
+The update is PyTorch's SGD (buf = momentum * buf + grad; w -= lr * buf, or with Nesterov
+w -= lr * (grad + momentum * buf)), run by TensorFlow's fused kernel `ResourceApplyMomentum`:
+one pass over the variable, its slot and its gradient. The mask enters as scalars, not as
+arithmetic on whole tensors: an inactive variable gets lr 0 and momentum 1, and its gradient is
+exactly zero (the path did not run), so buf and w stay as they are. The supernet holds about
+seven times the sampled network's weights; masking them with element-wise arithmetic cost a
+search step about 12% on the full 32x32 space (benchmarks/search_cost.py). Not `tf.cond`
+either: a thousand conds would cost minutes of tracing.
+Weight decay is coupled L2 (as in PyTorch SGD), applied to conv and dense kernels, and only to
+active variables.
 
 Under tf.distribute (`apply_to_active` called inside `strategy.run`), Keras sums the replicas'
 gradients and then updates every replica's copy of each variable; the mask must then be the same
@@ -57,20 +66,22 @@ class SampledPathSGD(keras.optimizers.SGD):
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
-        lr = tf.cast(learning_rate, variable.dtype)
-        gradient = tf.cast(gradient, variable.dtype)
+        dtype = variable.dtype
+        lr = tf.cast(learning_rate, dtype)
+        on = tf.constant(1.0, dtype) if not self._active else \
+            tf.cast(self._mask(variable)[index], dtype)
+        gradient = tf.cast(gradient, dtype)
         if self.l2 and self._decayed[index]:
-            gradient = gradient + tf.cast(self.l2, variable.dtype) * variable
-        on = 1.0 if not self._active else tf.cast(self._mask(variable)[index], variable.dtype)
+            gradient = gradient + (on * tf.cast(self.l2, dtype)) * variable
         if self.momentum == 0:
-            self.assign_sub(variable, on * lr * gradient)
+            self.assign_sub(variable, (on * lr) * gradient)
             return
-        m = self.momentums[index]
-        momentum = tf.cast(self.momentum, variable.dtype)
-        new_m = m * momentum - gradient * lr
-        self.assign(m, on * new_m + (1.0 - on) * m)
-        step = new_m * momentum - gradient * lr if self.nesterov else new_m
-        self.assign_add(variable, on * step)
+        buf = self.momentums[index]
+        buf = getattr(buf, "value", buf)  # the tf.Variable (in an update: this device's copy)
+        momentum = tf.cast(self.momentum, dtype)
+        tf.raw_ops.ResourceApplyMomentum(
+            var=variable.handle, accum=buf.handle, lr=on * lr, grad=gradient,
+            momentum=on * momentum + (1.0 - on), use_locking=False, use_nesterov=self.nesterov)
 
     def get_config(self):
         config = super().get_config()

@@ -195,11 +195,12 @@ flags.DEFINE_integer("latency_rounds", 3,
                      "latency build/validate: time every model in this many rounds (a pass over "
                      "all of them each) and keep the median of the quietest round (the lowest "
                      "round median), so that a shared machine's load does not bias entries.")
-flags.DEFINE_integer("latency_calibrate", 5,
-                     "latency build: random networks of the space measured end to end after the "
-                     "parts; the median ratio measured / summed becomes the table's calibration "
-                     "factor (0: none). Parts timed alone keep their weights in cache; in a "
-                     "network the other layers evict them.")
+flags.DEFINE_integer("latency_calibrate", 20,
+                     "latency build / calibrate: random networks of the space measured end to "
+                     "end after the parts, to fit the table's calibration: measured = factor x "
+                     "parts' sum + ms_per_mweight x weights (0: none). Parts timed alone keep "
+                     "their weights in cache; in a network every inference streams them from "
+                     "memory.")
 flags.DEFINE_bool("latency_clean", True,
                   "tflite with 1 thread: drop (and repeat) timed runs during which the thread "
                   "was preempted by another process (a shared machine).")

@@ -52,9 +52,13 @@ def test_mirrored_shared_sample_step_equals_the_one_device_step(mirrored):
     # ...and the mirrored run ends where the one-device run ends: weights (BN statistics
     # included), alpha, both optimisers' slots (the summed, globally scaled gradients), the
     # RNG state and the step counter.
-    # (float32 sums in another order: np.allclose with rtol 1e-4, atol 1e-5 in every group)
+    # (float32 sums in another order: every group's largest difference within 1e-3 of the
+    # group's largest value. Not elementwise rtol: now and then a float32 rounding puts one
+    # activation on the other side of ReLU6's kink, and that element's gradient and momentum
+    # differ outright -- seen once in CI, 4e-5 in the weights, where the usual is 1e-7. A wrong
+    # scaling or a missed replica's gradient differs by the size of the step itself, 1e-2.)
     for group in ("weights", "bn_statistics", "alpha", "weight_optimizer", "arch_optimizer"):
-        assert eq["allclose"][group], (group, eq["max_abs_diff"], eq["max_rel_diff"])
+        assert eq["allclose"][group], (group, eq["max_abs_diff"], eq["scale"])
     assert eq["rng_equal"] and eq["step"] == [2, 2]
     assert eq["copies_equal"]  # every replica's copy of every mirrored variable is the same
 
@@ -197,6 +201,9 @@ def mirrored_checks(tmp, out_path):
         return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
                    if np.size(x) else 0.0 for x, y in zip(a, b))
 
+    def max_abs(a):
+        return max(float(np.max(np.abs(x))) if np.size(x) else 0.0 for x in a)
+
     def max_rel(a, b):
         return max(float(np.max(np.abs(x - y) / (1e-5 + np.abs(y)))) if np.size(x) else 0.0
                    for x, y in zip(a, b))
@@ -239,8 +246,8 @@ def mirrored_checks(tmp, out_path):
         "replicas": mirrored.num_replicas_in_sync,
         "max_abs_diff": {k: max_diff(a[k], b[k]) for k in groups},
         "max_rel_diff": {k: max_rel(a[k], b[k]) for k in groups},
-        "allclose": {k: all(np.allclose(x, y, rtol=1e-4, atol=1e-5) for x, y in zip(a[k], b[k]))
-                     for k in groups},
+        "scale": {k: max_abs(a[k]) for k in groups},
+        "allclose": {k: max_diff(a[k], b[k]) <= 1e-3 * max_abs(a[k]) + 1e-6 for k in groups},
         "weights_moved": max_diff(start["weights"], a["weights"]),
         "alpha_moved": max_diff(start["alpha"], a["alpha"]),
         "rng_equal": bool(np.array_equal(a["rng"][0], b["rng"][0])),

@@ -248,6 +248,57 @@ def test_calibration_factor(tmp_path, monkeypatch):
     assert objective.latency_of(idx) == pytest.approx(table.predict(arch), rel=1e-6)
 
 
+def test_calibration_fits_the_cost_of_streaming_the_weights(tmp_path, monkeypatch):
+    """Whole networks measured as 1.05 x their parts' sum + 0.4 ms per million weights: the
+    calibration recovers both, and predict and the expected latency apply both."""
+    space = tiny_space()
+    synthetic = synthetic_table(space)
+
+    def whole(arch):
+        weights = sum(p.weights for p in latency.arch_parts(arch)) / 1e6
+        return 1.05 * synthetic.predict(arch) + 0.4 * weights
+
+    class Meter(latency.Meter):
+        def prepare(self, model):
+            return model
+
+        def time(self, prepared):
+            ms = whole(prepared) if isinstance(prepared, architecture.Architecture) \
+                else synthetic.ms(prepared)
+            return {"count": 1, "mean": ms, "var": 0.0, "median": ms, "p90": ms}
+
+    monkeypatch.setattr(latency.Part, "model", lambda self: self.key)
+    monkeypatch.setattr(latency.Meter, "network", staticmethod(lambda arch: arch))
+    table, _, _ = latency.build_table(space, Meter(), str(tmp_path / "t.json"), progress=False,
+                                      calibration=8)
+    assert table.factor == pytest.approx(1.05, abs=1e-3)
+    assert table.ms_per_mweight == pytest.approx(0.4, abs=1e-3)
+    objective = latency.LatencyObjective(table, space, 5.0, loss="abs")
+    for op in ("k3e3", "k5e6"):
+        arch = architecture.resolve(f"all:{op}", space)
+        assert table.predict(arch) == pytest.approx(whole(arch), rel=1e-3)
+        idx = [p.candidates.index(b.op) for p, b in
+               zip(space.searchable_positions(), [b for b in arch.blocks if b.searchable])]
+        assert objective.latency_of(idx) == pytest.approx(table.predict(arch), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind,op", [("stem", None), ("block", "k3e1"), ("block", "k3e3"),
+                                     ("block", "k7e6"), ("head", None), ("logits", None)])
+def test_a_parts_weights_are_its_kernels_and_one_bias_per_output_channel(kind, op):
+    """What TFLite keeps of the Keras part once batch norm is folded into the convolutions."""
+    part = latency.Part(kind, "key", 8, 16, 24, 1, op)
+    model = part.model()
+    expected = 0
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
+            expected += int(np.prod(layer.kernel.shape))
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            expected += int(layer.gamma.shape[0])  # the folded bias
+        elif isinstance(layer, keras.layers.Dense):
+            expected += layer.count_params()
+    assert part.weights == expected > 0
+
+
 def test_build_and_validate_for_real(tmp_path):
     """A real table (TFLite + LiteRT) for a one-block space, then validation against whole
     networks: the JSON, markdown and PNG are written and the metrics are sane."""
