@@ -512,8 +512,8 @@ def table_parts(space, references=()):
 
 
 def calibrate(space, table, meter, count, rounds=1, seed=1000, progress=True):
-    """Measures `count` random networks of `space` end to end (seeds apart from `validate`'s)
-    and fits how a whole network's latency relates to its parts' sum:
+    """Measures `count` networks of `space` end to end (`calibration_archs`, seeds apart from
+    `validate`'s) and fits how a whole network's latency relates to its parts' sum:
 
         measured = factor * sum of parts + ms_per_mweight * weights (millions)
 
@@ -524,7 +524,7 @@ def calibrate(space, table, meter, count, rounds=1, seed=1000, progress=True):
     fast ones); when the fit gives the weights no positive cost, or there are fewer than 4
     networks, it is the factor alone: the median of measured / summed."""
     import keras
-    archs = random_archs(space, count, seed)
+    archs = calibration_archs(space, count, seed)
     bar = Progress(count * (rounds + 1), "latency calibrate", enabled=progress)
     prepared = []
     for i, arch in enumerate(archs):
@@ -616,6 +616,29 @@ def random_archs(space, count, seed=0):
     for i in range(count):
         ops = [p.candidates[rng.integers(len(p.candidates))] for p in space.searchable_positions()]
         archs.append(architecture.from_space(space, ops, name=f"random{i:03d}"))
+    return archs
+
+
+def calibration_archs(space, count, seed=1000):
+    """Networks for the calibration fit that span the space: every other one uniform, as
+    `random_archs`; the others each drawn from its own random preference over the candidates
+    (Dirichlet, concentration 0.3), from nearly all-small to nearly all-large networks. Uniform
+    networks alone all have about the same number of weights, which leaves the weights'
+    coefficient confounded with a constant."""
+    rng = np.random.default_rng(seed)
+    archs = []
+    for i in range(count):
+        positions = space.searchable_positions()
+        ops = []
+        preference = rng.dirichlet([0.3] * len(space.candidates)) if i % 2 else None
+        for p in positions:
+            if preference is None:
+                ops.append(p.candidates[rng.integers(len(p.candidates))])
+            else:
+                weights = np.array([preference[space.candidates.index(c)] for c in p.candidates])
+                weights = weights if weights.sum() > 0 else np.ones(len(weights))
+                ops.append(p.candidates[rng.choice(len(p.candidates), p=weights / weights.sum())])
+        archs.append(architecture.from_space(space, ops, name=f"calibration{i:03d}"))
     return archs
 
 

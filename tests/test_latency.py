@@ -99,6 +99,14 @@ def test_missing_entry_is_a_one_line_error_naming_the_key():
     assert "Traceback" not in proc.stderr
 
 
+def test_calibrating_a_table_that_lacks_the_spaces_parts_is_a_one_line_error(tmp_path):
+    table = os.path.join(ROOT, "proxyless_tf", "tables", "mobile_32.json")
+    proc = run_cli("calibrate", "--space=imagenet", f"--table={table}", "--latency_calibrate=2")
+    assert proc.returncode == 2
+    assert "has no entry 'Conv-input:224x224x3" in cli_error_line(proc)
+    assert "build it first" in cli_error_line(proc)
+
+
 # --- tables: loading, errors ---------------------------------------------------------------
 def test_table_round_trip_and_stat(tmp_path):
     space = tiny_space()
@@ -280,6 +288,17 @@ def test_calibration_fits_the_cost_of_streaming_the_weights(tmp_path, monkeypatc
         idx = [p.candidates.index(b.op) for p, b in
                zip(space.searchable_positions(), [b for b in arch.blocks if b.searchable])]
         assert objective.latency_of(idx) == pytest.approx(table.predict(arch), rel=1e-6)
+
+
+def test_calibration_networks_range_from_uniform_to_dominated_by_one_op():
+    space = search_space.small_input_space(width_multiplier=0.5)
+    calibration = latency.calibration_archs(space, 20)
+    assert [a.ops for a in calibration] == [a.ops for a in latency.calibration_archs(space, 20)]
+    assert len({tuple(a.ops) for a in calibration}) == 20
+    top_share = lambda arch: max(arch.ops.count(op) for op in set(arch.ops)) / len(arch.ops)
+    # over half the blocks one op in several calibration networks; never in uniform samples
+    assert sum(top_share(a) > 0.5 for a in calibration) >= 3
+    assert not any(top_share(a) > 0.5 for a in latency.random_archs(space, 20))
 
 
 @pytest.mark.parametrize("kind,op", [("stem", None), ("block", "k3e1"), ("block", "k3e3"),
