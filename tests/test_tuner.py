@@ -214,11 +214,6 @@ def test_supernet_evaluator_refuses_a_search_of_another_space_or_point(space, tm
         tuner.SupernetEvaluator(space, str(tmp_path), splits, 32)
 
 
-# Committed Supernet checkpoints hold only the stem and head (its `backbone` and MixedOp `paths`
-# are Keras TrackedLists, which tf.train.Checkpoint does not follow); the fix that tracks them as
-# checkpoint dependencies is in the working tree but not committed yet. Remove this marker once
-# it is.
-@pytest.mark.xfail(reason="needs the Supernet checkpoint-tracking fix", strict=False)
 def test_supernet_evaluator_scores_candidates_with_the_search_s_weights(space, tmp_path):
     import tensorflow as tf
     from proxyless_tf import data
