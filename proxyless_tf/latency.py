@@ -626,9 +626,9 @@ def calibration_archs(space, count, seed=1000):
     networks alone all have about the same number of weights, which leaves the weights'
     coefficient confounded with a constant."""
     rng = np.random.default_rng(seed)
+    positions = space.searchable_positions()
     archs = []
     for i in range(count):
-        positions = space.searchable_positions()
         ops = []
         preference = rng.dirichlet([0.3] * len(space.candidates)) if i % 2 else None
         for p in positions:
@@ -701,8 +701,7 @@ def validate(space, table, meter, count, output_dir, seed=0, references=architec
                      "error_pct": round(100 * (predicted - measured) / measured, 2)})
     metrics = validation_metrics([r["predicted_ms"] for r in rows],
                                  [r["measured_ms"] for r in rows])
-    random_rows = rows[:count]
-    groups = {"random": random_rows, "references": rows[count:]}
+    groups = {"random": rows[:count], "references": rows[count:]}
     result = {"metrics": metrics,
               "metrics_by_group": {name: validation_metrics([r["predicted_ms"] for r in group],
                                                             [r["measured_ms"] for r in group])
