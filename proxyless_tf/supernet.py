@@ -88,7 +88,7 @@ class Supernet(keras.Model):
         arch = arch or self.derive()
         self.paths_for(arch)  # the same searchable blocks, and ops among the candidates
         source = {}
-        fixed = [b for b in self.backbone if not isinstance(b, MixedOp)]
+        fixed = [b for b in self.backbone if b is not None and not isinstance(b, MixedOp)]
         for model in [self.stem, self.head] + fixed:
             source.update((layer.name, layer) for layer in model.layers)
         for m, b in zip(self.mixed_ops, [b for b in arch.blocks if b.searchable]):
