@@ -1,13 +1,8 @@
 """Keras model -> TFLite flatbuffer, one function per quantization mode.
 
-The conversion mirrors `proxyless_tf.measure.to_tflite` (the latency tables' converter) and adds
-the modes it does not need: float16 weights, and the QAT path for tf_keras models.
+Every mode goes through `proxyless_tf.measure.to_tflite`, the latency tables' converter, so a
+float32 export is converted exactly as the table's parts were.
 """
-
-import contextlib
-import io
-import os
-import tempfile
 
 MODES = ("none", "float16", "dynamic", "int8")
 
@@ -40,33 +35,20 @@ def convert(model, mode, representative=None, int8_io=False):
     `representative`; qat: full integer from the fake-quant ranges learned in training.
     `int8_io` makes the model's input and output int8 too (int8 and qat only)."""
     import tensorflow as tf
+    from proxyless_tf.measure import to_tflite
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if mode == "none":
-        pass
-    elif mode == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif mode == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif mode in ("int8", "qat"):
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        # The converter insists on a representative dataset for full-integer output even for a
-        # QAT model, whose ranges come from its fake-quant layers.
-        if representative is None:
-            raise ValueError("int8 conversion needs a representative dataset")
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if int8_io:
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
-    else:
+        return to_tflite(model)
+    if mode == "float16":
+        return to_tflite(model, [tf.lite.Optimize.DEFAULT], supported_types=[tf.float16])
+    if mode == "dynamic":
+        return to_tflite(model, [tf.lite.Optimize.DEFAULT])
+    if mode not in ("int8", "qat"):
         raise ValueError(f"unknown conversion mode {mode!r}")
-    with tempfile.TemporaryDirectory() as tmp:  # keep converter scratch files out of the cwd
-        cwd = os.getcwd()
-        os.chdir(tmp)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # Keras' export prints every capture
-                return converter.convert()
-        finally:
-            os.chdir(cwd)
+    # The converter insists on a representative dataset for full-integer output even for a QAT
+    # model, whose ranges come from its fake-quant layers.
+    if representative is None:
+        raise ValueError("int8 conversion needs a representative dataset")
+    io_type = tf.int8 if int8_io else None
+    return to_tflite(model, [tf.lite.Optimize.DEFAULT], representative,
+                     [tf.lite.OpsSet.TFLITE_BUILTINS_INT8], io_type, io_type)

@@ -34,14 +34,27 @@ def mbconv(K, x, op_name, out_channels, stride, name):
     """Mobile inverted bottleneck: 1x1 expand, kxk depthwise, 1x1 linear projection.
     The shortcut is not part of the op: the block adds it (see `block`)."""
     op = parse_op(op_name)
-    in_channels = x.shape[-1]
     if op.expand != 1:
-        x = conv_bn(K, x, in_channels * op.expand, 1, 1, f"{name}_expand")
+        x = conv_bn(K, x, hidden_channels(x.shape[-1], op), 1, 1, f"{name}_expand")
     x = K.layers.DepthwiseConv2D(op.kernel, stride, padding="same", use_bias=False,
                                  depthwise_initializer=_conv_init(K), name=f"{name}_dw_conv")(x)
     x = K.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{name}_dw_bn")(x)
     x = K.layers.ReLU(6.0, name=f"{name}_dw_relu")(x)
     return conv_bn(K, x, out_channels, 1, 1, f"{name}_project", activation=False)
+
+
+def hidden_channels(in_channels, op):
+    """The width of an MBConv's depthwise stage: the input widened by the op's expand ratio."""
+    return in_channels * op.expand
+
+
+def mbconv_folded_weights(in_channels, op_name, out_channels):
+    """How many numbers `mbconv` reads per inference once batch norm is folded into its
+    convolutions (as the TFLite converter does): each kernel plus one bias per output channel."""
+    op = parse_op(op_name)
+    hidden = hidden_channels(in_channels, op)
+    expand = in_channels * hidden + hidden if op.expand != 1 else 0
+    return expand + op.kernel ** 2 * hidden + hidden + hidden * out_channels + out_channels
 
 
 def op_layer_prefix(block_index, op_name):

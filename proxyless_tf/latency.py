@@ -122,10 +122,8 @@ class Part:
             return 9 * cin * cout + cout
         if self.kind in ("head", "logits"):
             return cin * cout + cout
-        op = parse_op(self.op)
-        hidden = cin * op.expand
-        expand = cin * hidden + hidden if op.expand != 1 else 0
-        return expand + op.kernel ** 2 * hidden + hidden + hidden * cout + cout
+        from proxyless_tf import blocks
+        return blocks.mbconv_folded_weights(cin, self.op, cout)
 
 
 def block_part(input_size, in_channels, out_channels, stride, op_name):
@@ -354,6 +352,14 @@ class Meter:
         """Entries measured with other runtime/threads/batch settings must not be mixed."""
         return all(settings.get(k) == getattr(self, k) for k in ("runtime", "threads", "batch"))
 
+    def require_compatible(self, settings, what, remedy):
+        """A one-line UsageError unless `settings` (of the table `what`) match this meter's."""
+        if not self.compatible(settings):
+            raise UsageError(
+                f"{what} was measured with runtime={settings.get('runtime')}, "
+                f"threads={settings.get('threads')}, batch={settings.get('batch')}, not "
+                f"runtime={self.runtime}, threads={self.threads}, batch={self.batch}; {remedy}")
+
     def check_available(self):
         if self.runtime == "tf_gpu" and not tf.config.list_physical_devices("GPU"):
             raise UsageError("--latency_runtime=tf_gpu needs a GPU and TensorFlow sees none on "
@@ -575,11 +581,8 @@ def build_table(space, meter, output, references=(), rebuild=False, progress=Tru
     entries, settings = {}, dict(meter.settings(), rounds=rounds, host=host_description())
     if os.path.exists(output) and not rebuild:
         old = LatencyTable.load(output)
-        if not meter.compatible(old.settings):
-            raise UsageError(
-                f"{output!r} was measured with runtime={old.settings.get('runtime')}, "
-                f"threads={old.settings.get('threads')}, batch={old.settings.get('batch')}; "
-                "use another --output or --latency_rebuild")
+        meter.require_compatible(old.settings, repr(output),
+                                 "use another --output or --latency_rebuild")
         entries = dict(old.entries)
         settings = dict(old.settings, **{k: settings[k] for k in ("warmup", "runs", "rounds")})
     parts = table_parts(space, references)
@@ -875,6 +878,18 @@ def target_from_flags(table, space, target_ms=None, target_ratio=None, reference
     return float(target_ratio) * base
 
 
+def target_flags():
+    """(--target_ms, --target_ratio) as the user meant them: when the command line sets both
+    (a flagfile's ratio, then --target_ms), the later one; the earlier is dropped."""
+    FLAGS = options.FLAGS
+    target_ms, target_ratio = FLAGS.target_ms, FLAGS.target_ratio
+    if target_ms is not None and target_ratio is not None:
+        last = options.set_last(("target_ms", "target_ratio"))
+        target_ms = None if last == "target_ratio" else target_ms
+        target_ratio = None if last == "target_ms" else target_ratio
+    return target_ms, target_ratio
+
+
 def objective_from_flags(space):
     """The LatencyObjective the flags configure for `space`, or None when no --latency_table
     is given."""
@@ -884,8 +899,7 @@ def objective_from_flags(space):
             raise UsageError("--target_ms/--target_ratio need --latency_table")
         return None
     table = LatencyTable.load(FLAGS.latency_table, stat=FLAGS.latency_stat)
-    target = target_from_flags(table, space, FLAGS.target_ms, FLAGS.target_ratio,
-                               FLAGS.target_reference)
+    target = target_from_flags(table, space, *target_flags(), FLAGS.target_reference)
     objective = LatencyObjective(table, space, target, FLAGS.latency_loss, FLAGS.latency_lambda,
                                  FLAGS.latency_a, FLAGS.latency_b, FLAGS.latency_beta)
     lo, hi = objective.range_ms()
@@ -949,7 +963,7 @@ def main(argv):
             result["error_pct"] = round(100 * (result["predicted_ms"] - result["measured_ms"])
                                         / result["measured_ms"], 2)
             if FLAGS.target_ms is not None or FLAGS.target_ratio is not None:
-                target = target_from_flags(table, space, FLAGS.target_ms, FLAGS.target_ratio,
+                target = target_from_flags(table, space, *target_flags(),
                                            FLAGS.target_reference)
                 result["target_ms"] = round(target, 4)
                 for what in ("predicted", "measured"):
@@ -977,9 +991,8 @@ def main(argv):
     if command == "calibrate":  # a new calibration for a table, its parts as they are
         meter = meter_from_flags()
         _configure_tf_threads(meter)
-        if not meter.compatible(table.settings):
-            raise UsageError(f"--table={FLAGS.latency_table} was measured with other runtime, "
-                             "threads or batch settings than the flags give")
+        meter.require_compatible(table.settings, f"--table={FLAGS.latency_table}",
+                                 "give the flags it was built with")
         if FLAGS.latency_calibrate < 1:
             raise UsageError(f"--latency_calibrate must be at least 1, got {FLAGS.latency_calibrate}")
         missing = [p.key for p in table_parts(space) if p.key not in table.entries]

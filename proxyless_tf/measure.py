@@ -18,10 +18,13 @@ except ImportError:  # not on Windows
 
 
 def to_tflite(model, optimizations=(), representative_dataset=None, supported_ops=None,
-              inference_input_type=None, inference_output_type=None):
-    """TFLite flatbuffer bytes for a Keras 3 model (float by default)."""
+              inference_input_type=None, inference_output_type=None, supported_types=None):
+    """TFLite flatbuffer bytes for a Keras model (float by default; the arguments are the
+    converter's settings of the same names, `export.convert` picks them per quantization mode)."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = list(optimizations)
+    if supported_types is not None:
+        converter.target_spec.supported_types = list(supported_types)
     if representative_dataset is not None:
         converter.representative_dataset = representative_dataset
     if supported_ops is not None:

@@ -4,6 +4,8 @@ They live in one module so that flagfiles compose: `flags/mobile.cfg` can set la
 still be passed to `train` or `tune`. Each command reads only the flags it needs.
 """
 
+import sys
+
 from absl import flags
 
 from proxyless_tf import search_space
@@ -277,3 +279,20 @@ flags.DEFINE_integer("logical_cpus", 0,
                      "Split the host CPU into this many logical devices before TensorFlow "
                      "starts (0: no split), so --strategy=mirrored runs several replicas on a "
                      "machine without GPUs (for trying and testing it; no speed-up).")
+
+
+def set_last(names, argv=None):
+    """Of the flags `names`, the one the command line sets last, flagfiles expanded in place
+    (None when it sets none of them). Flagfiles compose with later flags winning, so of two
+    alternatives (--target_ms after a flagfile's --target_ratio) the later one is meant."""
+    try:
+        expanded = FLAGS.read_flags_from_files(list(sys.argv[1:] if argv is None else argv))
+    except (flags.Error, OSError):
+        return None
+    last = None
+    for arg in expanded:
+        if arg == "--":
+            break
+        name = arg.lstrip("-").split("=", 1)[0] if arg.startswith("-") else None
+        last = name if name in names else last
+    return last

@@ -25,6 +25,17 @@ from proxyless_tf.errors import UsageError
 REWARDS = ("mul", "abs")
 
 
+def reward(accuracy, latency_ms, target_ms=None, form="mul", w=-0.07, beta=-0.5):
+    """The multi-objective reward of a sampled network: `mul` is MnasNet's ACC * (LAT/T)^w,
+    `abs` the TuNAS-style ACC + beta * |LAT/T - 1|; accuracy alone without a target T."""
+    if target_ms is None:
+        return accuracy
+    ratio = latency_ms / target_ms
+    if form == "mul":
+        return accuracy * ratio ** w
+    return accuracy + beta * abs(ratio - 1.0)
+
+
 class Reinforce:
     """Policy-gradient updates of a supernet's alphas.
 
@@ -108,12 +119,7 @@ class Reinforce:
         return self.measured[ops]
 
     def reward(self, accuracy, latency_ms):
-        if not self.uses_latency:
-            return accuracy
-        ratio = latency_ms / self.target_ms
-        if self.reward_form == "mul":
-            return accuracy * ratio ** self.w
-        return accuracy + self.beta * abs(ratio - 1.0)
+        return reward(accuracy, latency_ms, self.target_ms, self.reward_form, self.w, self.beta)
 
     # --- one update ------------------------------------------------------------------------
     def step(self, images, labels):
@@ -122,8 +128,16 @@ class Reinforce:
         baseline, and the mean log-probability of the samples."""
         probs = self.probabilities()
         indices = [self.sample(probs) for _ in range(self.samples)]
-        accs = np.array([self._evaluate(idx, images, labels) for idx in indices], np.float64)
-        lats = np.array([self.latency_ms(idx) for idx in indices], np.float64)
+        accs = [self._evaluate(idx, images, labels) for idx in indices]
+        return self.update(indices, accs, [self.latency_ms(idx) for idx in indices])
+
+    def update(self, indices, accuracies, latencies_ms):
+        """The policy-gradient step for architectures already evaluated (candidate indices per
+        block, with their accuracy and latency): rewards, baseline, an Adam step on alpha.
+        `step` feeds it fresh samples; the keras-tuner oracle feeds it finished trials."""
+        probs = self.probabilities()
+        accs = np.asarray(accuracies, np.float64)
+        lats = np.asarray(latencies_ms, np.float64)
         rewards = np.array([self.reward(a, t) for a, t in zip(accs, lats)], np.float64)
         mean_reward = float(rewards.mean())
         if not bool(self.baseline_set.numpy()):
@@ -137,7 +151,7 @@ class Reinforce:
             chosen = np.zeros_like(p)
             for j, idx in enumerate(indices):
                 chosen[idx[b]] += advantages[j]
-            grads.append(tf.constant(-(chosen - advantages.sum() * p) / self.samples,
+            grads.append(tf.constant(-(chosen - advantages.sum() * p) / len(indices),
                                      tf.float32))
         self.optimizer.apply(grads, self.alphas)
         decay = self.baseline_decay

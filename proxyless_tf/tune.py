@@ -103,7 +103,7 @@ def latency_sources(space):
     if FLAGS.latency_table:
         table = latency.LatencyTable.load(FLAGS.latency_table, stat=FLAGS.latency_stat)
         table.space_costs(space)  # every candidate of every block must be in the table
-        target = latency.target_from_flags(table, space, FLAGS.target_ms, FLAGS.target_ratio,
+        target = latency.target_from_flags(table, space, *latency.target_flags(),
                                            FLAGS.target_reference)
     if FLAGS.latency_source == "measure":
         meter = latency.meter_from_flags()

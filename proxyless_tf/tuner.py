@@ -12,7 +12,7 @@ ProxylessNAS architecture distribution as a keras-tuner Oracle.
   `end_trial` scores the trial with the REINFORCE reward of `proxyless_tf.reinforce`
   (ACC*(LAT/T)^w or ACC + beta*|LAT/T-1|, ACC being the trial's objective and LAT the
   architecture's latency from a table or as the trial measured it) and, every M finished trials,
-  moves alpha along the policy gradient with a moving-average baseline (`Reinforce.step`, fed
+  moves alpha along the policy gradient with a moving-average baseline (`Reinforce.update`, fed
   with the finished trials instead of fresh samples). Alpha, the Adam slots, the baseline and
   the sampler's random state are part of `get_state`/`set_state`, so a project resumes exactly;
   the oracle runs unchanged as keras-tuner's chief in distributed tuning.
@@ -153,8 +153,7 @@ class ProxylessHyperModel(keras_tuner.HyperModel):
 
 # --- scoring: the REINFORCE reward as every oracle's score ------------------------------------
 class RewardSpec:
-    """The reward of `proxyless_tf.reinforce` as a plain callable: `reward(accuracy, latency_ms)`.
-    The attributes are the ones `Reinforce.reward` reads, so the formula is that method's."""
+    """`proxyless_tf.reinforce.reward` with the flags' settings: `spec(accuracy, latency_ms)`."""
 
     def __init__(self, form="mul", w=-0.07, beta=-0.5, target_ms=None):
         if form not in reinforce.REWARDS:
@@ -170,7 +169,8 @@ class RewardSpec:
         return self.target_ms is not None
 
     def __call__(self, accuracy, latency_ms):
-        return float(reinforce.Reinforce.reward(self, accuracy, latency_ms))
+        return float(reinforce.reward(accuracy, latency_ms, self.target_ms, self.reward_form,
+                                      self.w, self.beta))
 
     def describe(self):
         if not self.uses_latency:
@@ -291,39 +291,6 @@ class _Policy:
             for p, a in zip(space.searchable_positions(), alphas)]
 
 
-class _TrialReinforce(reinforce.Reinforce):
-    """`Reinforce.step` over finished trials: the M "samples" of one update are the trials'
-    architectures, with the accuracy and latency the trials reported, instead of architectures
-    sampled and evaluated on the spot. The reward, the baseline and the Adam step on alpha are
-    `Reinforce`'s. Outside an update, `sample` draws from softmax(alpha) as usual."""
-
-    def __init__(self, policy, **kwargs):
-        super().__init__(policy, **kwargs)
-        self._replay = None
-        self._evaluate = self._replayed_accuracy
-
-    def update(self, finished):
-        """`finished`: [(candidate indices, accuracy, latency_ms)], one per trial."""
-        self.samples = len(finished)
-        self._replay = {key: iter([f[i] for f in finished])
-                        for i, key in enumerate(("indices", "accuracy", "latency"))}
-        try:
-            return self.step(None, None)
-        finally:
-            self._replay = None
-
-    def sample(self, probs):
-        if self._replay is None:
-            return super().sample(probs)
-        return list(next(self._replay["indices"]))
-
-    def _replayed_accuracy(self, indices, images, labels):
-        return float(next(self._replay["accuracy"]))
-
-    def latency_ms(self, indices):
-        return float(next(self._replay["latency"]))
-
-
 class ProxylessOracle(_Scoring, keras_tuner.Oracle):
     """The ProxylessNAS architecture distribution softmax(alpha) as a keras-tuner Oracle.
 
@@ -365,7 +332,9 @@ class ProxylessOracle(_Scoring, keras_tuner.Oracle):
             alphas = [np.log(np.maximum(np.asarray(row, np.float64), 1e-8)) for row in init_probs]
         self.samples_per_update = int(samples_per_update)
         spec = self.reward_spec
-        self.reinforce = _TrialReinforce(
+        # Reinforce's own sampling and update; the oracle feeds it finished trials instead of
+        # architectures sampled and evaluated on the spot (Reinforce.step).
+        self.reinforce = reinforce.Reinforce(
             _Policy(space, alphas), samples=self.samples_per_update, reward=spec.reward_form,
             w=spec.w, beta=spec.beta, baseline_decay=baseline_decay, lr=lr, beta1=beta1,
             beta2=beta2, seed=seed, target_ms=spec.target_ms,
@@ -404,13 +373,14 @@ class ProxylessOracle(_Scoring, keras_tuner.Oracle):
         self.pending.append(trial.trial_id)
         if len(self.pending) < self.samples_per_update:
             return f"; alpha update after {self.samples_per_update - len(self.pending)} more"
-        finished = []
+        indices, accuracies, latencies = [], [], []
         for trial_id in self.pending:
             done = self.trials[trial_id]
             accuracy, latency_ms, _ = self.trial_summary(done)
-            finished.append((op_indices(self.space, done.hyperparameters.values), accuracy,
-                             latency_ms))
-        stats = self.reinforce.update(finished)
+            indices.append(op_indices(self.space, done.hyperparameters.values))
+            accuracies.append(accuracy)
+            latencies.append(latency_ms)
+        stats = self.reinforce.update(indices, accuracies, latencies)
         self.updates += 1
         self.update_log.append(dict(update=self.updates, trials=list(self.pending),
                                      **{k: None if math.isnan(v) else float(v)

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny spaces (tests must run on 2 CPU cores) and the ../shared data."""
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -10,6 +11,27 @@ SHARED = os.path.join(os.path.dirname(REPO), "shared")
 TFDS_DIR = os.path.join(SHARED, "datasets", "tfds")
 REFERENCE_DIR = os.path.join(SHARED, "reference", "proxylessnas")
 sys.path.insert(0, REPO)
+
+
+def run_module(module, *args, cwd=REPO, timeout=600, unset=()):
+    """`python -m module args` as a user runs it, from the repository root by default; `unset`
+    names environment variables (prefixes) to leave out."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(tuple(unset))} if unset \
+        else dict(os.environ)
+    env.update(PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_usage_error(result, *words):
+    """The command failed as bad input should: exit status 2, no traceback, exactly one
+    'error:' line, naming each of `words`."""
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-2000:]
+    for word in words:
+        assert word in errors[0], errors[0]
 
 
 def tiny_space(**overrides):

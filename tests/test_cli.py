@@ -1,29 +1,12 @@
 """Bad input: one line on stderr naming the flag or file, exit status 2, no traceback."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import assert_usage_error, run_module as run
 
 SMOKE = ["--flagfile=flags/mobile.cfg", "--flagfile=flags/smoke.cfg"]
-
-
-def run(module, *args):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-def assert_usage_error(result, *words):
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
-    assert len(errors) == 1, result.stderr[-2000:]
-    for word in words:
-        assert word in errors[0], errors[0]
 
 
 @pytest.mark.parametrize("args, words", [

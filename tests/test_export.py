@@ -3,13 +3,11 @@ command's one-line errors. Tiny networks on the embedded digits data (runs in a 
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO, tiny_space
+from conftest import assert_usage_error, run_module as run, tiny_space
 import export
 from export import qat, report as report_lib
 from proxyless_tf import architecture, data
@@ -37,21 +35,6 @@ def tiny():
 
 def add_layers(model):
     return [layer.name for layer in model.layers if type(layer).__name__ == "Add"]
-
-
-def run(module, *args):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
-def assert_usage_error(result, *words):
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr[-2000:]
-    for word in words:
-        assert word in errors[0], errors[0]
 
 
 def test_float_export_round_trips_the_logits(tiny, tmp_path):

@@ -107,6 +107,15 @@ def test_calibrating_a_table_that_lacks_the_spaces_parts_is_a_one_line_error(tmp
     assert "build it first" in cli_error_line(proc)
 
 
+def test_calibrating_with_other_measuring_settings_than_the_tables_is_a_one_line_error():
+    table = os.path.join(ROOT, "proxyless_tf", "tables", "mobile_32.json")
+    proc = run_cli("calibrate", "--flagfile=flags/mobile.cfg", f"--table={table}",
+                   "--latency_threads=2")
+    assert proc.returncode == 2
+    line = cli_error_line(proc)
+    assert "threads=1" in line and "not runtime=tflite, threads=2" in line, line
+
+
 # --- tables: loading, errors ---------------------------------------------------------------
 def test_table_round_trip_and_stat(tmp_path):
     space = tiny_space()
@@ -318,6 +327,12 @@ def test_a_parts_weights_are_its_kernels_and_one_bias_per_output_channel(kind, o
     assert part.weights == expected > 0
 
 
+def test_a_blocks_weights_worked_by_hand():
+    # k3e6 from 16 to 24 channels: hidden 96; expand 16*96 + 96, depthwise 9*96 + 96,
+    # projection 96*24 + 24
+    assert latency.Part("block", "key", 8, 16, 24, 1, "k3e6").weights == 1632 + 960 + 2328
+
+
 def test_build_and_validate_for_real(tmp_path):
     """A real table (TFLite + LiteRT) for a one-block space, then validation against whole
     networks: the JSON, markdown and PNG are written and the metrics are sane."""
@@ -496,6 +511,30 @@ def test_target_from_ratio_and_objective_from_flags(tmp_path):
     with flagsaver.flagsaver(latency_table=None, target_ms=3.0, target_ratio=None):
         with pytest.raises(UsageError, match="need --latency_table"):
             latency.objective_from_flags(space)
+
+
+def test_a_later_target_flag_overrides_a_flagfiles_other_target_flag(tmp_path, monkeypatch):
+    """flags/mobile.cfg sets --target_ratio; `--flagfile=flags/mobile.cfg --target_ms=0.5`
+    means 0.5 ms, as later flags win everywhere else; the other order means the ratio."""
+    from absl.testing import flagsaver
+    from proxyless_tf import options
+    if not options.FLAGS.is_parsed():
+        options.FLAGS.mark_as_parsed()
+    space = tiny_space()
+    table = synthetic_table(space)
+    path = str(tmp_path / "t.json")
+    table.save(path)
+    flagfile = tmp_path / "target.cfg"
+    flagfile.write_text("--target_ratio=0.8\n--target_reference=all:k3e6\n")
+    base = table.predict(architecture.resolve("all:k3e6", space))
+    for argv, expected in (([f"--flagfile={flagfile}", "--target_ms=0.5"], 0.5),
+                           (["--target_ms=0.5", f"--flagfile={flagfile}"], 0.8 * base)):
+        monkeypatch.setattr(sys, "argv", ["search", *argv])
+        with flagsaver.flagsaver(latency_table=path, target_ms=0.5, target_ratio=0.8,
+                                 target_reference="all:k3e6", latency_loss="abs"):
+            assert latency.objective_from_flags(space).target_ms == pytest.approx(expected)
+    with pytest.raises(UsageError, match="not both"):  # both given in code: no order to go by
+        latency.target_from_flags(table, space, 0.5, 0.8, "all:k3e6")
 
 
 def test_objective_lines_up_with_the_supernet():

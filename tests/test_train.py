@@ -5,13 +5,11 @@ two on 2 CPU cores."""
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO, tiny_space
+from conftest import assert_usage_error, run_module as run, tiny_space
 from proxyless_tf import architecture, data
 from proxyless_tf.train import TrainConfig, learning_rate_schedule, train
 
@@ -24,21 +22,6 @@ def tiny_arch(input_size=16):
 
 def digits(input_size=16, batch_size=32):
     return data.load("digits", input_size, batch_size, max_train_examples=256)
-
-
-def run(module, *args, cwd=REPO):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
-def assert_usage_error(result, *words):
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr[-2000:]
-    for word in words:
-        assert word in errors[0], errors[0]
 
 
 def test_schedule_warms_up_linearly_then_decays_to_zero():
