@@ -13,7 +13,6 @@ reference networks) is built from this description by `proxyless_tf.blocks`.
 """
 
 import dataclasses
-import json
 import re
 
 from proxyless_tf import io_utils

@@ -286,10 +286,7 @@ class LatencyTable:
         """(key, ms) of every part of `arch`, then the overhead correction when the table has
         one: -(number of parts - 1) * the invoke overhead, then the calibration:
         (factor - 1) * that sum, and ms_per_mweight * the network's weights in millions."""
-        parts = arch_parts(arch)
-        rows = [(part.key, self.ms(part.key)) for part in parts]
-        if self.overhead_ms:
-            rows.append((f"{OVERHEAD_KEY} x -{len(rows) - 1}", -(len(rows) - 1) * self.overhead_ms))
+        parts, rows = self._summed_rows(arch)
         if self.factor != 1.0:
             total = sum(ms for _, ms in rows)
             rows.append((f"calibration x {self.factor:.4f}", (self.factor - 1.0) * total))
@@ -299,10 +296,18 @@ class LatencyTable:
                          self.ms_per_mweight * mweights))
         return rows
 
+    def _summed_rows(self, arch):
+        """(parts of `arch`, [(key, ms) of every part, then the overhead correction]); a
+        network is invoked once, each part was timed in an invoke of its own."""
+        parts = arch_parts(arch)
+        rows = [(part.key, self.ms(part.key)) for part in parts]
+        if self.overhead_ms:
+            rows.append((f"{OVERHEAD_KEY} x -{len(rows) - 1}", -(len(rows) - 1) * self.overhead_ms))
+        return parts, rows
+
     def raw_sum(self, arch):
         """The parts' sum with the overhead correction, before the calibration."""
-        parts = arch_parts(arch)
-        return sum(self.ms(part.key) for part in parts) - (len(parts) - 1) * self.overhead_ms
+        return float(sum(ms for _, ms in self._summed_rows(arch)[1]))
 
     def predict(self, arch):
         """Predicted latency of a whole network in ms (a UsageError names a missing key)."""
@@ -702,29 +707,27 @@ def validate(space, table, meter, count, output_dir, seed=0, references=architec
         rows.append({"name": arch.name, "ops": arch.ops, "predicted_ms": round(predicted, 4),
                      "measured_ms": round(measured, 4), "measured": stats,
                      "error_pct": round(100 * (predicted - measured) / measured, 2)})
-    metrics = validation_metrics([r["predicted_ms"] for r in rows],
-                                 [r["measured_ms"] for r in rows])
+    metrics_of = lambda group: validation_metrics([r["predicted_ms"] for r in group],
+                                                  [r["measured_ms"] for r in group])
     groups = {"random": rows[:count], "references": rows[count:]}
-    result = {"metrics": metrics,
-              "metrics_by_group": {name: validation_metrics([r["predicted_ms"] for r in group],
-                                                            [r["measured_ms"] for r in group])
-                                   for name, group in groups.items() if group}, "settings": dict(meter.settings(), rounds=rounds,
-                                                   quiet=meter.quiet),
+    result = {"metrics": metrics_of(rows),
+              "metrics_by_group": {name: metrics_of(g) for name, g in groups.items() if g},
+              "settings": dict(meter.settings(), rounds=rounds, quiet=meter.quiet),
               "host": host_description(),
               "table": table.source, "table_settings": table.settings, "stat": table.stat,
               "space": dataclasses.asdict(space), "seed": seed, "skipped_references": skipped,
               "rows": rows}
     io_utils.write_json(os.path.join(output_dir, "validate.json"), result)
     io_utils.write_text(os.path.join(output_dir, "validate.md"), _markdown(result))
-    scatter_png(rows, metrics, os.path.join(output_dir, "validate.png"),
+    scatter_png(rows, result["metrics"], os.path.join(output_dir, "validate.png"),
                 title=f"{meter.runtime}, {meter.threads} thread(s), batch {meter.batch}, "
                       f"{space.input_size}x{space.input_size}")
-    return metrics
+    return result["metrics"]
 
 
 def _markdown(result):
     m = result["metrics"]
-    lines = [f"# Latency validation: predicted (table sum) vs measured (whole network)", "",
+    lines = ["# Latency validation: predicted (table sum) vs measured (whole network)", "",
              f"runtime {result['settings']['runtime']}, threads {result['settings']['threads']}, "
              f"batch {result['settings']['batch']}, statistic {result['stat']}, "
              f"table `{result['table']}`", "",

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from proxyless_tf import distribute, io_utils, mixed_op, plots
+from proxyless_tf import distribute, mixed_op, plots
 from proxyless_tf.optimizers import SampledPathSGD
 
 

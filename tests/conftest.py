@@ -42,6 +42,18 @@ def tiny_space(**overrides):
     return small_input_space(**settings)
 
 
+def synthetic_table(space, seed=0, references=(), overhead_ms=0.01):
+    """A latency table of every part of `space` (and of `references`) with random entries,
+    0.1-2 ms, and the given invoke overhead: for tests that need a table, not timings."""
+    import numpy as np
+    from proxyless_tf import latency
+    rng = np.random.default_rng(seed)
+    entries = {p.key: {"count": 10, "mean": overhead_ms if p.kind == "overhead" else
+                       float(rng.uniform(0.1, 2.0)), "var": 0.01}
+               for p in latency.table_parts(space, references)}
+    return latency.LatencyTable(entries, {"runtime": "synthetic"}, "synthetic")
+
+
 @pytest.fixture
 def space():
     return tiny_space()

@@ -5,10 +5,9 @@ and the MAC count."""
 import importlib.util
 import os
 
-import numpy as np
 import pytest
 
-from conftest import REPO, tiny_space
+from conftest import REPO, synthetic_table, tiny_space
 from proxyless_tf import architecture, blocks, latency
 from proxyless_tf.errors import UsageError
 
@@ -24,17 +23,9 @@ def load_benchmark():
 bench = load_benchmark()
 
 
-def synthetic_table(space, seed=0):
-    rng = np.random.default_rng(seed)
-    entries = {p.key: {"count": 10, "var": 0.0,
-                       "mean": 0.001 if p.kind == "overhead" else float(rng.uniform(0.1, 2.0))}
-               for p in latency.table_parts(space)}
-    return latency.LatencyTable(entries, {"runtime": "synthetic"}, "synthetic")
-
-
 def test_random_networks_are_distinct_and_within_the_window_of_the_target():
     space = tiny_space(depths=(3, 3))  # 5 searchable blocks: enough distinct networks
-    table = synthetic_table(space)
+    table = synthetic_table(space, overhead_ms=0.001)
     target = table.predict(architecture.resolve("all:k3e3", space))
     archs = bench.sample_near_target(space, table, target, 6, tolerance=0.05, seed=3)
     assert len(archs) == 6
@@ -51,7 +42,7 @@ def test_random_networks_are_distinct_and_within_the_window_of_the_target():
 
 def test_an_unreachable_target_is_a_usage_error():
     space = tiny_space()
-    table = synthetic_table(space)
+    table = synthetic_table(space, overhead_ms=0.001)
     fastest, _ = latency.LatencyObjective(table, space, 1.0, "abs").range_ms()
     with pytest.raises(UsageError, match="choose another target"):
         bench.sample_near_target(space, table, fastest / 3, 1, max_tries=500)

@@ -6,7 +6,6 @@ The official Pixel-1 table is read from ../shared/reference (skipped when absent
 import json
 import re
 import os
-import subprocess
 import sys
 
 import keras
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import run_module, synthetic_table
 from proxyless_tf import architecture, latency, search_space
 from proxyless_tf.errors import UsageError
 
@@ -32,18 +32,8 @@ def tiny_space(**overrides):
     return search_space.small_input_space(**settings)
 
 
-def synthetic_table(space, seed=0, references=()):
-    rng = np.random.default_rng(seed)
-    entries = {p.key: {"count": 10, "mean": 0.01 if p.kind == "overhead" else
-                       float(rng.uniform(0.1, 2.0)), "var": 0.01}
-               for p in latency.table_parts(space, references)}
-    return latency.LatencyTable(entries, {"runtime": "synthetic"}, "synthetic")
-
-
 def run_cli(*args, timeout=120):
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-m", "proxyless_tf.latency", *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    return run_module("proxyless_tf.latency", *args, timeout=timeout)
 
 
 def cli_error_line(proc):
@@ -482,8 +472,10 @@ def test_loss_forms():
         latency.LatencyObjective(table, space, 0.5, loss="mul_log")
 
 
-def test_target_from_ratio_and_objective_from_flags(tmp_path):
-    from absl.testing import flagsaver
+@pytest.fixture
+def saved_table(tmp_path):
+    """(space, table, path): a synthetic table of the tiny space saved as JSON, with the flags
+    marked parsed so that tests can set them with flagsaver."""
     from proxyless_tf import options
     if not options.FLAGS.is_parsed():
         options.FLAGS.mark_as_parsed()
@@ -491,6 +483,12 @@ def test_target_from_ratio_and_objective_from_flags(tmp_path):
     table = synthetic_table(space)
     path = str(tmp_path / "t.json")
     table.save(path)
+    return space, table, path
+
+
+def test_target_from_ratio_and_objective_from_flags(saved_table):
+    from absl.testing import flagsaver
+    space, table, path = saved_table
     base = table.predict(architecture.resolve("all:k3e6", space))
     with flagsaver.flagsaver(latency_table=None, target_ms=None, target_ratio=None):
         assert latency.objective_from_flags(space) is None
@@ -513,17 +511,12 @@ def test_target_from_ratio_and_objective_from_flags(tmp_path):
             latency.objective_from_flags(space)
 
 
-def test_a_later_target_flag_overrides_a_flagfiles_other_target_flag(tmp_path, monkeypatch):
+def test_a_later_target_flag_overrides_a_flagfiles_other_target_flag(saved_table, tmp_path,
+                                                                    monkeypatch):
     """flags/mobile.cfg sets --target_ratio; `--flagfile=flags/mobile.cfg --target_ms=0.5`
     means 0.5 ms, as later flags win everywhere else; the other order means the ratio."""
     from absl.testing import flagsaver
-    from proxyless_tf import options
-    if not options.FLAGS.is_parsed():
-        options.FLAGS.mark_as_parsed()
-    space = tiny_space()
-    table = synthetic_table(space)
-    path = str(tmp_path / "t.json")
-    table.save(path)
+    space, table, path = saved_table
     flagfile = tmp_path / "target.cfg"
     flagfile.write_text("--target_ratio=0.8\n--target_reference=all:k3e6\n")
     base = table.predict(architecture.resolve("all:k3e6", space))

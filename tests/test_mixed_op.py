@@ -1,7 +1,6 @@
 """The mixed op and binary gates, as the paper defines them."""
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from conftest import tiny_space

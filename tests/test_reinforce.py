@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import synthetic_table
 from proxyless_tf import latency, reinforce, search_space
 from proxyless_tf.errors import UsageError
 
@@ -17,14 +18,6 @@ def tiny_space(**overrides):
                     strides=(2, 1))
     settings.update(overrides)
     return search_space.small_input_space(**settings)
-
-
-def synthetic_table(space, seed=0):
-    rng = np.random.default_rng(seed)
-    entries = {p.key: {"count": 10, "mean": 0.01 if p.kind == "overhead" else
-                       float(rng.uniform(0.1, 2.0)), "var": 0.01}
-               for p in latency.table_parts(space)}
-    return latency.LatencyTable(entries, {"runtime": "synthetic"}, "synthetic")
 
 
 def fake_supernet(space):
