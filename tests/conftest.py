@@ -1,8 +1,11 @@
 """Shared fixtures: tiny spaces (tests must run on 2 CPU cores) and the ../shared data."""
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -11,6 +14,30 @@ SHARED = os.path.join(os.path.dirname(REPO), "shared")
 TFDS_DIR = os.path.join(SHARED, "datasets", "tfds")
 REFERENCE_DIR = os.path.join(SHARED, "reference", "proxylessnas")
 sys.path.insert(0, REPO)
+
+
+def pytest_configure(config):
+    """The same TensorFlow and Keras on any machine, set before the test modules import them.
+    The commands the tests start inherit os.environ (a script that imports this file for its
+    helpers keeps the environment its test gave it)."""
+    # No GPU: the tolerances are float32's on the CPU (an Ampere or later GPU runs convolutions
+    # and matmuls in TF32, ~1e-3 relative), the mirrored tests expect the CPU split into 2
+    # replicas (MirroredStrategy takes the GPUs when there are any), and each of a test's
+    # TensorFlow processes would claim the whole GPU's memory.
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    # oneDNN in strict float32: ONEDNN_DEFAULT_FPMATH_MODE=BF16 or ANY (advised on Arm servers)
+    # lets convolutions and matmuls round to bfloat16.
+    for name in ("ONEDNN_DEFAULT_FPMATH_MODE", "DNNL_DEFAULT_FPMATH_MODE"):
+        os.environ.pop(name, None)
+    # Keras 3 on TensorFlow with Keras' defaults, not the machine's KERAS_BACKEND or
+    # ~/.keras/keras.json (backend, floatx, image_data_format).
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="proxyless_tests_keras_")
+    atexit.register(shutil.rmtree, os.environ["KERAS_HOME"], True)
+    # No cluster: the tests that want TF_CONFIG or keras-tuner's KERASTUNER_* variables set them
+    # for the processes they start.
+    for name in [n for n in os.environ if n == "TF_CONFIG" or n.startswith("KERASTUNER_")]:
+        del os.environ[name]
 
 
 def run_module(module, *args, cwd=REPO, timeout=600, unset=()):

@@ -15,9 +15,10 @@ SMOKE = ["--flagfile=flags/mobile.cfg", "--flagfile=flags/smoke.cfg"]
     (["--batch_size=-8"], ["--batch_size"]),
     (["--dataset=cifar10", "--data_dir=/nonexistent/tfds"], ["--data_dir", "/nonexistent/tfds"]),
     (["--dataset=no_such_dataset", "--data_dir=TMP"], ["--dataset", "no_such_dataset"]),
-    (["--output_dir=/etc/hostname/run"], ["--output_dir"]),
+    (["--output_dir=TMP/a_file/run"], ["--output_dir"]),
 ])
 def test_search_rejects_bad_flags(args, words, tmp_path):
+    (tmp_path / "a_file").write_text("a file, not a directory\n")
     args = [a.replace("TMP", str(tmp_path)) for a in args]
     if "--output_dir" not in " ".join(args):
         args = args + [f"--output_dir={tmp_path}/out"]

@@ -334,7 +334,9 @@ def test_build_and_validate_for_real(tmp_path):
     table, measured, _ = latency.build_table(space, meter, output, progress=False, calibration=1)
     # overhead, stem, first block, 2 candidates, head, logits
     assert measured == len(table.entries) == 7
-    assert 0.5 < table.factor < 2.0
+    # Whole network / parts' sum: about 1.1 here, but these are microsecond timings on whatever
+    # machine runs the tests; the window only catches a unit slip or a broken sum (1000x, < 0).
+    assert 0.1 < table.factor < 10
     for entry in table.entries.values():
         assert entry["count"] >= 1 and entry["mean"] > 0 and entry["var"] >= 0
     metrics = latency.validate(space, table, meter, 2, str(tmp_path / "val"), references=(),
@@ -394,7 +396,7 @@ def test_expected_latency_of_one_hot_alpha_is_the_table_sum():
         arch = architecture.from_space(space, [p.candidates[k] for p, k in zip(positions, idx)])
         want = table.predict(arch)
         assert float(objective.expected(alphas)) == pytest.approx(want, rel=1e-5)
-        assert objective.latency_of(idx) == pytest.approx(want, rel=1e-9)
+        assert objective.latency_of(idx) == pytest.approx(want, rel=1e-9)  # float64 sums
         # two-path form: any pair containing the chosen path gives the same one-hot sum
         pairs = tf.constant([[k, (k + 1) % len(p.candidates)] for p, k in zip(positions, idx)],
                             tf.int32)
