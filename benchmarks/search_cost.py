@@ -7,12 +7,17 @@ Measures, at batch 64 on the 32x32 space with all 7 candidates, each case in its
   (d) full:       a weight step through every path (DARTS-style weighted sum)
 For each, over steady-state steps (after model build, tracing and a warm-up step):
   - tensor peak: TensorFlow's allocator peak above its idle level (get_memory_info after
-    reset_memory_stats) -- the working memory the step needs; the ratios use this;
+    reset_memory_stats), per step; the median over the steps is the working memory the step
+    needs (the ratios use it), the largest is reported too;
   - RSS peak: VmHWM (reset through /proc/self/clear_refs) above the idle VmRSS. Reported too,
     but it under-reads: pages the warm-up step touched stay resident, so a steady step that
     reuses them barely raises the high-water mark;
   - the median step time. (b)-(d) run on a supernet whose alphas are peaked on the network (a)
-trains, so the binary step computes exactly that network. Last line: JSON with the ratios.
+trains, so the binary step computes exactly that network;
+  - the first call: tracing the step, building its graph and running it once (what a search
+    waits for before its first step).
+Last line: JSON with the ratios to (a). The script sets the environment its cases need (the BFC
+allocator, whose statistics the memory figures read) for the processes it starts.
 
     python benchmarks/search_cost.py            # the full 32x32 space (4x4x4x4x4x1 blocks)
     python benchmarks/search_cost.py --quick    # 3 stages (1,2,1 blocks), width 0.5: < 2 min
@@ -89,19 +94,23 @@ def run_case(case, quick, steps, batch):
     [t.numpy() for t in tf.nest.flatten(step(*inputs[1]))]  # warm-up
     idle = _status("VmRSS")
     tensors_idle = tf.config.experimental.get_memory_info("CPU:0")["current"]
-    tf.config.experimental.reset_memory_stats("CPU:0")
     _reset_peak()
-    times = []
+    times, tensor_peaks = [], []
     for images, labels in inputs[2:]:
+        tf.config.experimental.reset_memory_stats("CPU:0")
         started = time.perf_counter()
         [t.numpy() for t in tf.nest.flatten(step(images, labels))]
         times.append(time.perf_counter() - started)
+        tensor_peaks.append(tf.config.experimental.get_memory_info("CPU:0")["peak"] - tensors_idle)
     peak = _status("VmHWM") - idle
-    tensor_peak = tf.config.experimental.get_memory_info("CPU:0")["peak"] - tensors_idle
-    result = {"case": case, "tensor_peak_mib": round(tensor_peak / 2**20, 1),
+    # The median step's peak: with two inter-op threads the order in which ready ops run varies
+    # from step to step, and with it the peak (by up to ~10% here); the median is what a step
+    # needs, the largest is reported too.
+    result = {"case": case, "tensor_peak_mib": round(float(np.median(tensor_peaks)) / 2**20, 1),
+              "tensor_peak_max_mib": round(max(tensor_peaks) / 2**20, 1),
               "peak_mib": round(peak, 1), "idle_mib": round(idle, 1),
               "median_step_s": round(float(np.median(times)), 4),
-              "first_call_s": round(first_call, 1)}
+              "first_call_s": round(first_call, 2)}
     if case == "binary":  # now let the sample change every step: no retrace allowed
         for m in net.mixed_ops:
             m.alpha.assign(tf.random.normal(m.alpha.shape))
@@ -115,10 +124,13 @@ def run_case(case, quick, steps, batch):
 
 
 def main():
+    import numpy as np
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="processes per compared case (standalone, binary); medians kept")
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     steps = args.steps or (3 if args.quick else 15)
@@ -126,8 +138,9 @@ def main():
         return run_case(args.case, args.quick, steps, args.batch)
     # Large allocations go straight to mmap and back to the OS when freed, so a step's working
     # memory shows as a peak above the idle baseline instead of staying in malloc's heap.
+    # TensorFlow's CPU allocator keeps statistics (get_memory_info) only as the BFC allocator.
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=REPO)
+               TF_CPU_ALLOCATOR_USE_BFC="true", PYTHONPATH=REPO)
     def start(case):
         cmd = [sys.executable, __file__, f"--case={case}", f"--steps={steps}",
                f"--batch={args.batch}"] + (["--quick"] if args.quick else [])
@@ -139,17 +152,30 @@ def main():
         lines = [l for l in stdout.splitlines() if l.startswith("{")]
         if process.returncode or not lines:
             sys.exit(f"case {case} failed:\n{stderr[-3000:]}")
-        results[case] = json.loads(lines[-1])
-        print(f"  measured {case}: {results[case]}", file=sys.stderr, flush=True)
+        result = json.loads(lines[-1])
+        print(f"  measured {case}: {result}", file=sys.stderr, flush=True)
+        return result
+
+    def median_of(runs):
+        """Per figure, the median over processes (a process's figures vary by a few percent
+        with how its threads happen to schedule the ops)."""
+        merged = dict(runs[0])
+        for key in ("tensor_peak_mib", "tensor_peak_max_mib", "peak_mib", "median_step_s",
+                    "first_call_s"):
+            merged[key] = float(np.median([r[key] for r in runs]))
+        return merged
 
     results = {}
-    # The timed pair runs alone, one after the other; the two cases without a time target
-    # then run side by side (memory is per process, so that does not change their figures).
-    for case in ("standalone", "binary"):
-        finish(case, start(case))
-    side_by_side = {case: start(case) for case in ("two_path", "full")}
-    for case, process in side_by_side.items():
-        finish(case, process)
+    # One process at a time: the step times and the first calls (tracing, graph building) are
+    # compared, and two processes on 2 cores would slow each other down. The two compared cases
+    # alternate, so that a change in the machine's load affects both alike.
+    compared = {"standalone": [], "binary": []}
+    for _ in range(max(1, args.repeats)):
+        for case in compared:
+            compared[case].append(finish(case, start(case)))
+    results.update({case: median_of(runs) for case, runs in compared.items()})
+    for case in ("two_path", "full"):
+        results[case] = finish(case, start(case))
     a = results["standalone"]
     print(f"{'case':12s} {'tensor MiB':>10s} {'x (a)':>7s} {'RSS MiB':>8s} {'step ms':>9s} "
           f"{'x (a)':>7s} {'first call s':>13s}")
@@ -161,6 +187,7 @@ def main():
               f"{r['first_call_s']:13.1f}")
     b = results["binary"]
     memory = lambda case: round(results[case]["tensor_peak_mib"] / a["tensor_peak_mib"], 3)
+    first_call = lambda case: round(results[case]["first_call_s"] / a["first_call_s"], 2)
     print(json.dumps({
         "weight_step_memory_ratio": memory("binary"),
         "weight_step_time_ratio": round(b["median_step_s"] / a["median_step_s"], 3),
@@ -168,7 +195,10 @@ def main():
         "full_mode_memory_ratio": memory("full"),
         "rss_weight_step_memory_ratio": round(b["peak_mib"] / a["peak_mib"], 3),
         "retraces_after_warmup": b["retraces_after_warmup"],
-        "batch": args.batch, "steps": steps, "quick": args.quick}))
+        "first_call_s": {case: results[case]["first_call_s"] for case in CASES},
+        "first_call_ratio_binary": first_call("binary"),
+        "first_call_ratio_two_path": first_call("two_path"),
+        "batch": args.batch, "steps": steps, "repeats": args.repeats, "quick": args.quick}))
 
 
 if __name__ == "__main__":

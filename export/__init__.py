@@ -33,6 +33,7 @@ class ExportSettings:
     latency_runs: int = 50
     latency_warmup: int = 10
     latency_table: str = None
+    target_ms: float = None       # the search's latency target: the report says how far off
     batch_size: int = 64
     label_smoothing: float = 0.1
     momentum: float = 0.9
@@ -119,12 +120,14 @@ def predicted_latency(table, arch):
 
 
 def export_model(model, output, settings, splits, arch=None, source=None, weights="trained",
-                 dataset=None, labelled=None):
+                 dataset=None, labelled=None, search=None):
     """Converts the Keras 3 `model` to `output` (.tflite) as `settings` say and writes its
     validation report next to it. `splits` (a data.Splits at the model's input size) gives the
     calibration images (its held-out split), the QAT training data and the test images; `arch`
     is needed for QAT and for the latency prediction. `labelled`: whether the test labels are the
-    model's classes (default: when the numbers of classes agree). Returns the report."""
+    model's classes (default: when the numbers of classes agree). `search`: what the search
+    that derived the network measured (its `results.json`), kept in the report. Returns the
+    report."""
     import numpy as np
 
     from export import convert, qat, report as report_lib
@@ -184,10 +187,15 @@ def export_model(model, output, settings, splits, arch=None, source=None, weight
                     "warmup": settings.latency_warmup, "median_ms": timing["median"],
                     "p90_ms": timing["p90"], "mean_ms": timing["mean"],
                     "std_ms": float(np.sqrt(timing["var"])), "predicted_ms": predicted,
-                    "predicted_note": note, "table": settings.latency_table},
+                    "predicted_note": note, "table": settings.latency_table,
+                    "target_ms": settings.target_ms,
+                    "misses": report_lib.latency_misses(timing["median"], settings.target_ms,
+                                                        predicted)},
     }
     if qat_info:
         report["qat"] = qat_info
+    if search:
+        report["search"] = search
     json_path, md_path = report_paths(output)
     report_lib.write(report, json_path, md_path)
     summary = (f"max |logits diff| {validation['max_abs_logits_diff']:.3g}, top-1 agreement "
@@ -198,6 +206,9 @@ def export_model(model, output, settings, splits, arch=None, source=None, weight
     log(summary)
     log(f"latency median {timing['median']:.3f} ms, p90 {timing['p90']:.3f} ms "
         f"({settings.threads} thread(s), batch 1)"
-        + (f"; predicted {predicted:.3f} ms" if predicted is not None else ""))
+        + (f"; predicted {predicted:.3f} ms" if predicted is not None else "")
+        + (f"; target {settings.target_ms:.3f} ms" if settings.target_ms is not None else ""))
+    for miss in report["latency"]["misses"]:
+        log(f"MISS: {miss}")
     log(f"wrote {json_path} and {md_path}")
     return report

@@ -10,6 +10,10 @@ network (224x224, ImageNet strides, 1000 classes) unless --space or --dataset ar
 test images only feed the Keras-vs-TFLite comparison (the embedded digits by default).
 """
 
+if __name__ == "__main__":  # before anything loads TensorFlow: no native start-up lines
+    from proxyless_tf import quiet
+    quiet.start_tensorflow()
+
 import os
 
 from absl import app, logging

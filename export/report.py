@@ -8,6 +8,7 @@ import numpy as np
 from proxyless_tf import io_utils, measure
 
 FORMAT = "proxyless_tf.export_report/1"
+MISS = 0.10  # a measured latency further than this from the target (or prediction) is a miss
 
 
 def inspect(tflite_bytes):
@@ -93,6 +94,57 @@ def evaluate(keras_model, tflite_bytes, dataset, max_images=0, others=None, labe
     return result
 
 
+def latency_misses(measured_ms, target_ms=None, predicted_ms=None, tolerance=MISS):
+    """Plain sentences for each way the measured latency misses by more than `tolerance`: the
+    target the search aimed at, and the table's prediction it steered by."""
+    misses = []
+    for what, value in (("the target", target_ms), ("the table's prediction", predicted_ms)):
+        if value is None or not value > 0:
+            continue
+        off = measured_ms / value - 1.0
+        if abs(off) > tolerance:
+            misses.append(f"measured {measured_ms:.3f} ms is {100 * abs(off):.0f}% "
+                          f"{'above' if off > 0 else 'below'} {what} ({value:.3f} ms), more than "
+                          f"{100 * tolerance:.0f}%")
+    return misses
+
+
+def _latency_rows(lat):
+    rows = [("latency (LiteRT)", f"median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms "
+                                 f"({lat['runs']} runs, {lat['threads']} thread(s), batch 1)")]
+    if lat.get("target_ms") is not None:
+        off = 100 * (lat["median_ms"] / lat["target_ms"] - 1)
+        rows += [("latency target", f"{lat['target_ms']:.3f} ms (measured {off:+.1f}%)")]
+    if lat.get("predicted_ms") is not None:
+        off = 100 * (lat["median_ms"] / lat["predicted_ms"] - 1)
+        rows += [("predicted latency", f"{lat['predicted_ms']:.3f} ms (table {lat['table']}; "
+                                       f"measured {off:+.1f}%)")]
+    elif lat.get("predicted_note"):
+        rows += [("predicted latency", lat["predicted_note"])]
+    compared = [what for what, key in (("the target", "target_ms"),
+                                       ("the prediction", "predicted_ms"))
+                if lat.get(key) is not None]
+    if compared:
+        misses = lat.get("misses") or []
+        rows += [("**latency verdict**", "; ".join(f"**MISS**: {m}" for m in misses) if misses
+                  else f"within {100 * MISS:.0f}% of {' and '.join(compared)}")]
+    return rows
+
+
+def _search_rows(search):
+    """What the search that produced the network said about it (search --export_tflite)."""
+    if not search:
+        return []
+    rows = []
+    if search.get("supernet_train_acc") is not None:
+        rows.append(("supernet train accuracy (sampled paths, last epoch)",
+                     f"{100 * search['supernet_train_acc']:.2f}%"))
+    if search.get("derived_test_acc") is not None:
+        rows.append(("derived network test accuracy (supernet weights, batch norm re-estimated)",
+                     f"{100 * search['derived_test_acc']:.2f}% ({search['test_images']} images)"))
+    return rows
+
+
 def markdown(report):
     v, lat, info = report["validation"], report["latency"], report["tflite_info"]
     rows = [
@@ -117,12 +169,8 @@ def markdown(report):
                                              f"(drop {v['accuracy_drop_points']:.2f} points)")]
         if "qat_keras_accuracy" in v:
             rows += [("accuracy QAT Keras model", f"{100 * v['qat_keras_accuracy']:.2f}%")]
-    rows += [("latency (LiteRT)", f"median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms "
-                                  f"({lat['runs']} runs, {lat['threads']} thread(s), batch 1)")]
-    if lat.get("predicted_ms") is not None:
-        rows += [("predicted latency", f"{lat['predicted_ms']:.3f} ms (table {lat['table']})")]
-    elif lat.get("predicted_note"):
-        rows += [("predicted latency", lat["predicted_note"])]
+    rows += _latency_rows(lat)
+    rows += _search_rows(report.get("search"))
     lines = [f"# TFLite export report: {report['tflite']}", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines) + "\n"

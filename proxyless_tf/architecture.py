@@ -193,6 +193,9 @@ def reference(name, input_size=224, num_classes=1000, stem_stride=2, first_strid
         raise UsageError(f"unknown architecture {name!r}: use an arch JSON file or one of "
                          f"{', '.join(REFERENCE_NAMES)}")
     stem, head, stages = _REFERENCE_STAGES[name]
+    if first_strides is not None and len(first_strides) != len(stages) - 1:
+        raise UsageError(f"{name} has {len(stages) - 1} stages after its first block; a space "
+                         f"with {len(first_strides)} stages cannot hold it")
     blocks, channels = [], stem
     for s, (width, stride, ops) in enumerate(stages):
         if first_strides is not None and s > 0:

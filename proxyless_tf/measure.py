@@ -11,6 +11,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from proxyless_tf import quiet
+
 try:
     import resource
 except ImportError:  # not on Windows
@@ -21,7 +23,7 @@ def to_tflite(model, optimizations=(), representative_dataset=None, supported_op
               inference_input_type=None, inference_output_type=None, supported_types=None):
     """TFLite flatbuffer bytes for a Keras model (float by default; the arguments are the
     converter's settings of the same names, `export.convert` picks them per quantization mode)."""
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = _converter(model)
     converter.optimizations = list(optimizations)
     if supported_types is not None:
         converter.target_spec.supported_types = list(supported_types)
@@ -37,16 +39,51 @@ def to_tflite(model, optimizations=(), representative_dataset=None, supported_op
         cwd = os.getcwd()
         os.chdir(tmp)
         try:
-            with contextlib.redirect_stdout(io.StringIO()):  # Keras' export prints every capture
+            # the converter's native notes go to fd 2 (shown only if it fails)
+            with contextlib.redirect_stdout(io.StringIO()), quiet.native_stderr():
                 return converter.convert()
         finally:
             os.chdir(cwd)
 
 
+def _converter(model):
+    """A Keras 3 model is converted from its inference function with the weights frozen in:
+    the same flatbuffer as `from_keras_model`, which first exports a SavedModel, in about a
+    quarter of the time (1.4 s against 6 s for a flags/mobile.cfg network here). A tf_keras
+    model (quantization-aware training) goes through `from_keras_model`."""
+    import keras
+    if not isinstance(model, keras.Model):
+        return tf.lite.TFLiteConverter.from_keras_model(model)
+    from tensorflow.python.framework import convert_to_constants  # TF's own freezing step
+    specs = [tf.TensorSpec([None] + list(t.shape[1:]), t.dtype) for t in model.inputs]
+    infer = tf.function(lambda *inputs: model(inputs[0] if len(inputs) == 1 else list(inputs),
+                                              training=False))
+    frozen = convert_to_constants.convert_variables_to_constants_v2(
+        infer.get_concrete_function(*specs))
+    return _quiet_converter(frozen)
+
+
+def _quiet_converter(frozen):
+    """The converter of a frozen function. Without a trackable object the converter warns that
+    this path is deprecated; with one it re-exports the model (as slow as `from_keras_model`).
+    The frozen function holds no variables to track, so the warning is muted here."""
+    import logging
+    loggers = [logging.getLogger(name) for name in ("absl", "tensorflow")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        return tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def interpreter(tflite_bytes, threads=1):
     from ai_edge_litert.interpreter import Interpreter
-    interp = Interpreter(model_content=tflite_bytes, num_threads=threads)
-    interp.allocate_tensors()
+    with quiet.native_stderr():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+        interp = Interpreter(model_content=tflite_bytes, num_threads=threads)
+        interp.allocate_tensors()
     return interp
 
 

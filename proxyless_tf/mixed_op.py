@@ -2,22 +2,24 @@
 
 Path probabilities are p = softmax(alpha). Modes of `MixedOp.call`:
 
-* ``binary``  (weight step) one sampled path is computed, forward and backward. The choice is a
-  tensor fed to `tf.switch_case`, so a compiled step does not retrace when the sample changes,
-  and only the taken branch runs.
+* ``binary``  (weight step) one sampled path is computed, forward and backward. The sampled index
+  is a tensor: the path's weights are picked as data and one traced function per path structure
+  computes them (`proxyless_tf.paths`), so a compiled step neither retraces when the sample
+  changes nor runs, differentiates or updates any other path.
 * ``two``     (architecture step) two sampled paths are computed and mixed by binary gates g
   (one-hot over the pair); the tape gives dL/dg, which `binary_gate_alpha_grad` turns into
   dL/dalpha (the paper's Eq. 4), and `rescale_pair` keeps the unsampled probabilities fixed.
 * ``full``    (DARTS-style memory baseline) sum_j p_j * path_j(x) over every path.
 
 A derived network is the ``fixed`` case: the same paths with the choice made once
-(`proxyless_tf.blocks.build_network`).
+(`proxyless_tf.blocks.build_network`). `path_output` runs a candidate's own Keras model, the
+reference the modes above are tested against.
 """
 
 import keras
 import tensorflow as tf
 
-from proxyless_tf import blocks
+from proxyless_tf import blocks, paths as paths_lib
 from proxyless_tf.search_space import ZERO
 
 MODES = ("binary", "two", "full")
@@ -49,32 +51,70 @@ class MixedOp(keras.layers.Layer):
         self.alpha = self.add_weight(
             shape=(len(self.candidates),), name="alpha", trainable=False,
             initializer=keras.initializers.RandomNormal(stddev=alpha_init_std))
+        self.layout = paths_lib.PathLayout(self.candidates, self.paths)
+        self.built = True  # every weight exists: no symbolic build pass on the first call
 
     @property
     def probs(self):
         return tf.nn.softmax(self.alpha)
 
     def path_output(self, index, x, training):
+        """Candidate `index` (a Python int) run by its own Keras model."""
         path = self.paths[index]
         if path is None:  # zero: the block contributes nothing, its shortcut carries x
             return tf.zeros_like(x)
         return path(x, training=training)
 
-    def select(self, index, x, training):
-        branches = [lambda k=k: self.path_output(k, x, training) for k in range(len(self.paths))]
-        return tf.switch_case(tf.cast(index, tf.int32), branches)
+    def select(self, index):
+        """The weights of the candidate `index` (a tensor) as tensors: the binary weight step
+        differentiates with respect to them (see `sampled`)."""
+        return self.layout.read(index)
 
-    def call(self, x, mode="binary", pair=None, gates=None, training=None):
-        if mode == "binary":
-            return self.select(pair[0], x, training)
+    def sampled(self, index, x, training, selection=None):
+        """Candidate `index` (a tensor) on `x`, from `selection` (default: read now). In
+        training, its batch-norm moving statistics are updated as its Keras layers would."""
+        if selection is None:
+            selection = self.layout.read(index)
+        y, updates = self.layout.compute(index, x, selection, training)
+        if training:
+            self.layout.assign_moving(index, updates)
+        return y
+
+    def call(self, x, mode="binary", pair=None, gates=None, training=None, selection=None):
+        training = bool(training)
+        if mode == "binary":  # the weight step passes its selection; evaluations do not
+            return self.sampled(pair[0], x, training, selection)
         if mode == "two":
-            return gates[0] * self.select(pair[0], x, training) + \
-                   gates[1] * self.select(pair[1], x, training)
+            return self._gated_pair(x, pair, gates, training)
         if mode == "full":
             probs = self.probs
-            return tf.add_n([probs[k] * self.path_output(k, x, training)
+            return tf.add_n([probs[k] * self._direct(k, x, training)
                              for k in range(len(self.paths))])
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
+
+    def _gated_pair(self, x, pair, gates, training):
+        """g_0 path_0(x) + g_1 path_1(x) with one-hot binary gates. The path whose gate is off
+        takes its input through stop_gradient: its gradient with respect to x would be
+        multiplied by 0, so the tape need not backpropagate through it at all, while dL/dg
+        of both gates (the inner products with each path's output) is what it would be."""
+        first_on = gates[0] > 0.5
+        on, off = tf.where(first_on, pair[0], pair[1]), tf.where(first_on, pair[1], pair[0])
+        g_on, g_off = tf.where(first_on, gates[0], gates[1]), tf.where(first_on, gates[1], gates[0])
+        return g_on * self.sampled(on, x, training) + \
+            g_off * self.sampled(off, tf.stop_gradient(x), training)
+
+    def _direct(self, k, x, training):
+        """Candidate k (a Python int) from its variables read directly, so that a tape sees
+        every variable (the full mode's gradient reaches every path)."""
+        if self.paths[k] is None:
+            return tf.zeros_like(x)
+        trainable, moving = self.layout.states[k]
+        template = self.layout.templates[self.layout.class_of[k]]
+        y, updated = paths_lib.run_layers(template, x, [tf.convert_to_tensor(v) for v in trainable],
+                                          [tf.convert_to_tensor(v) for v in moving], training)
+        for variable, value in zip(moving, updated):
+            variable.assign(value)
+        return y
 
     def get_config(self):
         config = super().get_config()

@@ -16,6 +16,13 @@ either: a thousand conds would cost minutes of tracing.
 Weight decay is coupled L2 (as in PyTorch SGD), applied to conv and dense kernels, and only to
 active variables.
 
+The search's binary weight step does not go through `apply` for the candidate paths: it picks
+the sampled candidate's weights as tensors and updates that candidate's variables alone, inside
+a `Case` over the block's candidates (`proxyless_tf.paths.PathLayout.apply_update`), with
+`fused_update` (the same update, taking variable handles). `apply` updates the weights every
+path shares, and `apply_to_active` (below) serves the modes that have gradients for every
+variable (per-replica sampling under several replicas).
+
 Under tf.distribute (`apply_to_active` called inside `strategy.run`), Keras sums the replicas'
 gradients and then updates every replica's copy of each variable; the mask must then be the same
 on every replica, or the copies of a mirrored variable drift apart. When the replicas sampled
@@ -57,6 +64,32 @@ class SampledPathSGD(keras.optimizers.SGD):
             self.apply(grads, variables)
         finally:
             self._active = None
+
+    # --- the update of one sampled candidate's variable, on handles (for Case branches) -------
+    def update_settings(self):
+        """What `fused_update` depends on besides its inputs (a cache key for traced branches)."""
+        return (float(self.l2), float(self.momentum), bool(self.nesterov))
+
+    def momentum_slot(self, variable):
+        """The momentum buffer of `variable` (the variable itself when momentum is 0: unused)."""
+        if self.momentum == 0:
+            return variable
+        return self.momentums[self._get_variable_index(variable)]
+
+    def fused_update(self, var_handle, slot_handle, gradient, learning_rate, decayed):
+        """PyTorch's SGD step on one variable given by handle: coupled L2 when `decayed`
+        (kernels), then momentum (Nesterov or not) through the fused kernel."""
+        if self.l2 and decayed:
+            value = tf.raw_ops.ReadVariableOp(resource=var_handle, dtype=tf.float32)
+            gradient = gradient + self.l2 * value
+        if self.momentum == 0:
+            tf.raw_ops.ResourceApplyGradientDescent(var=var_handle, alpha=learning_rate,
+                                                    delta=gradient)
+            return
+        tf.raw_ops.ResourceApplyMomentum(
+            var=var_handle, accum=slot_handle, lr=learning_rate, grad=gradient,
+            momentum=tf.constant(self.momentum, tf.float32), use_locking=False,
+            use_nesterov=self.nesterov)
 
     def _mask(self, variable):
         if len(self._active) == 1:

@@ -43,6 +43,17 @@ flags.DEFINE_string("output_dir", "runs/search", "Where results, checkpoints and
 # --- search (bi-level loop) --------------------------------------------------------------------
 flags.DEFINE_integer("epochs", 120, "Search epochs (warm-up included).")
 flags.DEFINE_integer("warmup_epochs", 40, "Epochs that train weights only before alpha moves.")
+flags.DEFINE_enum("derive", "target", ["target", "argmax"],
+                  "The derived architecture: with a latency target, 'target' takes the most "
+                  "probable network whose predicted latency is within +-5% of it (the argmax of "
+                  "alpha when that is; a short search leaves the probabilities spread, and its "
+                  "argmax can be far from the target); 'argmax' is the paper's argmax per block.")
+flags.DEFINE_float("seed_fraction", 0.5,
+                   "The share of the warm-up epochs (rounded up) that trains the seed network "
+                   "(each block at its smallest candidate) alone; it then grows into every "
+                   "candidate, so that the supernet starts as accurate as the seed "
+                   "(proxyless_tf/growth.py). 1: the whole warm-up; 0: random paths from the "
+                   "start, as in the paper.")
 flags.DEFINE_integer("steps_per_epoch", 0, "Weight steps per epoch (0: one pass over the data).")
 flags.DEFINE_float("weight_lr", 0.025, "Initial learning rate of the weights (cosine decay).")
 flags.DEFINE_float("weight_decay", 4e-5, "L2 on conv/dense kernels.")
@@ -104,7 +115,8 @@ _define_if_absent(flags.DEFINE_string, "arch", None,
                   "name (mobilenet_v2, proxyless_mobile, proxyless_gpu, proxyless_cpu) or all:OP. "
                   "train defaults to OUTPUT_DIR/arch.json.")
 _define_if_absent(flags.DEFINE_string, "latency_table", None,
-                  "Latency table; export reports its prediction next to the measured latency.")
+                  "Latency table (see the latency section below; 'auto': the one built on this "
+                  "machine); export reports its prediction next to the measured latency.")
 _define_if_absent(flags.DEFINE_bool, "export_tflite", False,
                   "After training (train) or searching (search: the derived network with the "
                   "supernet's weights), export to TFLite as `python -m export` would, with "
@@ -162,7 +174,8 @@ _define_once(flags.DEFINE_bool, "quick", False, "A short run of the command (min
 _define_once(flags.DEFINE_string, "latency_table", None,
              "Latency lookup table: JSON written by `latency build`, or the official "
              "mobile_trim.yaml. Relative paths are tried from the working directory, then "
-             "from the repository root. Enables the latency-aware search.")
+             "from the repository root. 'auto': the table built on this machine for the "
+             "space (measured on first use, then cached). Enables the latency-aware search.")
 flags.DEFINE_alias("table", "latency_table")
 flags.DEFINE_float("target_ms", None, "Latency target T in milliseconds.")
 flags.DEFINE_float("target_ratio", None,
@@ -221,6 +234,30 @@ flags.DEFINE_integer("latency_num_classes", None,
 flags.DEFINE_integer("validate_count", 30, "latency validate: random architectures (plus references).")
 flags.DEFINE_string("validate_dir", "runs/latency_validate",
                     "latency validate: where validate.json, validate.md and validate.png go.")
+# The check of the table against the machine that runs the search (issue 15;
+# proxyless_tf/latency/check.py, docs/latency.md).
+flags.DEFINE_bool("latency_check", True,
+                  "search and latency validate: first time a few whole networks here (the "
+                  "--target_ratio reference and --latency_check_networks more) and refit the "
+                  "table's scale and offset to this machine when it is off by more than 5%; a "
+                  "ratio target then refers to the reference as measured here. Measurements "
+                  "are cached (--latency_cache_dir): the next run on this machine reuses them. "
+                  "Turn it off for a table measured on the target device elsewhere.")
+flags.DEFINE_integer("latency_check_networks", 3,
+                     "Networks of the space the check times besides the reference, spread over "
+                     "the table's predicted latencies (each costs a TFLite conversion, seconds).")
+flags.DEFINE_integer("latency_check_references", 0,
+                     "Published networks the check also times (the lightest and the heaviest "
+                     "the table covers; 1: the heaviest), so that the refit can tell this "
+                     "machine's cost per weight and per part from its scale: predictions of "
+                     "networks far outside the space (the published ones at 32x32) improve, "
+                     "the space's own get a little noisier (docs/latency.md).")
+flags.DEFINE_bool("latency_recheck", False,
+                  "Time the check's networks again instead of reusing the cached measurements.")
+flags.DEFINE_string("latency_cache_dir", None,
+                    "Where measurements made on this machine are cached: the check's networks, "
+                    "refitted tables and --latency_table=auto tables (default: "
+                    "$XDG_CACHE_HOME/proxyless_tf/latency, else ~/.cache/proxyless_tf/latency).")
 flags.DEFINE_enum("latency_source", "table", ["table", "measure"],
                   "REINFORCE: latency of a sampled network from the table, or measured "
                   "(converted to TFLite and timed, cached per architecture).")

@@ -10,6 +10,11 @@ derived network with the supernet's weights to DIR/derived.KIND.tflite with its 
 `--batch_size` is the global batch); see BUILD.md, "Scaling out".
 """
 
+if __name__ == "__main__":  # before anything loads TensorFlow: no native start-up lines
+    from proxyless_tf import quiet
+    quiet.start_tensorflow()
+
+import math
 import os
 
 from absl import app, logging
@@ -27,6 +32,14 @@ def config_from_flags():
                            arch_lr=FLAGS.arch_lr)
     if FLAGS.warmup_epochs < 0 or FLAGS.steps_per_epoch < 0:
         raise UsageError("--warmup_epochs and --steps_per_epoch must not be negative")
+    if not 0 <= FLAGS.seed_fraction <= 1:
+        raise UsageError(f"--seed_fraction must be between 0 and 1, got {FLAGS.seed_fraction}")
+    seed_epochs = math.ceil(FLAGS.seed_fraction * FLAGS.warmup_epochs - 1e-9)
+    if seed_epochs and FLAGS.weight_mode != "binary":
+        if FLAGS["seed_fraction"].present:
+            raise UsageError("--seed_fraction needs --weight_mode=binary (the full mode trains "
+                             "every path at once)")
+        seed_epochs = 0
     return SearchConfig(
         epochs=FLAGS.epochs, warmup_epochs=FLAGS.warmup_epochs,
         steps_per_epoch=FLAGS.steps_per_epoch, weight_lr=FLAGS.weight_lr,
@@ -34,7 +47,8 @@ def config_from_flags():
         label_smoothing=FLAGS.label_smoothing, arch_lr=FLAGS.arch_lr,
         arch_beta1=FLAGS.arch_beta1, arch_beta2=FLAGS.arch_beta2,
         arch_update_every=FLAGS.arch_update_every, arch_algo=FLAGS.arch_algo,
-        weight_mode=FLAGS.weight_mode, seed=FLAGS.seed, path_sampling=FLAGS.path_sampling)
+        weight_mode=FLAGS.weight_mode, seed=FLAGS.seed, path_sampling=FLAGS.path_sampling,
+        seed_epochs=seed_epochs, derive=FLAGS.derive)
 
 
 def build_search(output_dir, verbose=1, strategy=None):
@@ -57,9 +71,10 @@ def build_search(output_dir, verbose=1, strategy=None):
     splits = data.load(FLAGS.dataset, space.input_size, FLAGS.batch_size, FLAGS.data_dir,
                        FLAGS.download, FLAGS.valid_fraction, FLAGS.seed, FLAGS.max_train_examples)
     space = options.space_from_flags(num_classes=splits.num_classes)
+    # Outside the strategy's scope: the latency check converts networks of its own to time them.
+    objective = latency_objective(space, strategy)
     with strategy.scope():  # the supernet's and REINFORCE's variables are mirrored
         supernet = Supernet(space, alpha_init_std=FLAGS.arch_init_std)
-        objective = latency_objective(space)
         reinforce = None
         if config.arch_algo == "reinforce":
             from proxyless_tf import reinforce as reinforce_lib
@@ -68,9 +83,18 @@ def build_search(output_dir, verbose=1, strategy=None):
                              verbose, strategy=strategy)
 
 
-def latency_objective(space):
-    from proxyless_tf import latency
-    return latency.objective_from_flags(space)
+def latency_objective(space, strategy=None):
+    """The latency objective of the flags, its table checked against this machine first
+    (--latency_check). With several workers the check is off: each would time differently and
+    refit the table its own way, and the workers must agree on the objective."""
+    from proxyless_tf import distribute, latency
+    check = None
+    if strategy is not None and distribute.num_workers(strategy) > 1 and FLAGS.latency_check \
+            and FLAGS.latency_table:
+        print("latency check: off with several workers (each would time differently); the "
+              "table is used as it is", flush=True)
+        check = False
+    return latency.objective_from_flags(space, check=check)
 
 
 def main(argv):
@@ -107,14 +131,18 @@ def main(argv):
 
 def export_derived(search, arch, settings):
     """The derived network with the supernet's weights (not retrained) as DIR/derived.KIND.tflite
-    plus its report: its measured LiteRT latency next to the table's prediction, right after
-    the search."""
+    plus its report: its measured LiteRT latency next to the search's target and its table's
+    prediction, right after the search."""
+    import dataclasses
+
     import export
-    model = search.net.derived_model(arch)
+    if search.objective is not None:  # the search's own table (refitted here) and target
+        settings = dataclasses.replace(settings, latency_table=search.objective.table.source,
+                                       target_ms=search.objective.target_ms)
     output = FLAGS.output or os.path.join(FLAGS.output_dir, f"derived.{settings.kind}.tflite")
-    export.export_model(model, output, settings, splits=search.splits, arch=arch,
-                        source="search (supernet weights)", weights="supernet",
-                        dataset=FLAGS.dataset)
+    export.export_model(search.derived_model, output, settings, splits=search.splits, arch=arch,
+                        source="search (supernet weights, batch norm re-estimated)",
+                        weights="supernet", dataset=FLAGS.dataset, search=search.results)
 
 
 def alpha_digest(net):

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from proxyless_tf import distribute, mixed_op, plots
+from proxyless_tf import derived, distribute, growth, io_utils, mixed_op, plots
 from proxyless_tf.optimizers import SampledPathSGD
 
 
@@ -46,6 +46,24 @@ class SearchConfig:
     weight_mode: str = "binary"       # "binary" or "full" (all paths, the memory baseline)
     seed: int = 0
     path_sampling: str = "shared"     # under several replicas: "shared" or "per_replica"
+    derive: str = "target"            # "target": the most probable network within
+                                      # +-derive_tolerance of the latency target (the argmax when
+                                      # it is); "argmax": the paper's argmax of alpha per block
+    derive_tolerance: float = 0.05
+    seed_epochs: int = None           # first warm-up epochs train the seed network alone, which
+                                      # then grows into every candidate (proxyless_tf.growth);
+                                      # None: half the warm-up; 0: random paths from the start
+
+    def __post_init__(self):
+        if self.seed_epochs is None:
+            self.seed_epochs = self.warmup_epochs // 2 if self.weight_mode == "binary" else 0
+
+    def phase(self, epoch):
+        """What an epoch trains: the seed network, the random-path supernet (warm-up), or the
+        weights and the architecture in turn (search)."""
+        if epoch < self.seed_epochs:
+            return "seed"
+        return "warm-up" if epoch < self.warmup_epochs else "search"
 
 
 class StopSearch(Exception):
@@ -105,8 +123,11 @@ class BilevelSearch:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=2)
         self._write_dir = None
-        self.weight_step = tf.function(self._weight_step)
-        self.arch_step = tf.function(self._arch_step)
+        # No autograph: the steps hold no data-dependent Python control flow, and converting the
+        # supernet's code on every trace costs seconds.
+        self._compiled_weight_step = tf.function(self._weight_step, autograph=False)
+        self.arch_step = tf.function(self._arch_step, autograph=False)
+        self._sample_every_path = tf.fill([len(self.net.mixed_ops), 2], -1)
         self._bn_statistics = [v for v in self.net.non_trainable_variables
                                if v.name in ("moving_mean", "moving_variance")]
         self._sync_fn = None
@@ -117,6 +138,7 @@ class BilevelSearch:
             # computes the same rewards and the same policy gradient.
             reinforce._evaluate = self.global_accuracy
         self.epoch_callbacks = []
+        self.derived_model = self.results = None  # set by write_results
 
     # --- the two steps -----------------------------------------------------------------------
     def _cross_entropy(self, labels, logits):
@@ -139,29 +161,75 @@ class BilevelSearch:
         alone is an ordinary one-path sample."""
         return tf.stack([mixed_op.sample_pair(a, self.rng) for a in self.net.alphas])
 
-    def _weight_step(self, images, labels):
+    def weight_step(self, images, labels, fixed=None):
+        """One weight step on a training batch; `fixed` (default: none) as in `_weight_step`.
+        Returns the loss and the accuracy of the paths it trained."""
+        fixed = self._sample_every_path if fixed is None else tf.constant(fixed, tf.int32)
+        return self._compiled_weight_step(images, labels, fixed)
+
+    def _weight_step(self, images, labels, fixed):
+        """`fixed`: int32 [num_searchable, 2], the paths to train, or -1 where a path is to be
+        sampled (the seed phase fixes them all; a tensor, so that it does not retrace)."""
         self.traces["weight"] += 1  # Python side effect: counts traces, not calls
         if self.config.path_sampling == "shared":
-            args = (images, labels, self.sample_paths())  # once, in cross-replica context
+            paths = tf.where(fixed >= 0, fixed, self.sample_paths())  # in cross-replica context
+            args = (images, labels, paths)
         else:
-            args = (images, labels)
+            args = (images, labels, None, fixed)
         loss, accuracy = self.strategy.run(self._weight_replica_step, args=args)
         self.step.assign_add(1)
         return self._sum(loss), self._sum(accuracy)
 
-    def _weight_replica_step(self, images, labels, paths=None):
+    def _weight_replica_step(self, images, labels, paths=None, fixed=None):
         shared = paths is not None
         if paths is None:
-            paths = self.sample_paths()  # this replica's own stream
-        weights = self.net.weight_variables
-        full = self.config.weight_mode == "full"
+            paths = tf.where(fixed >= 0, fixed, self.sample_paths())  # this replica's stream
+        if self.config.weight_mode == "full":
+            return self._full_weight_step(images, labels)
+        # The sampled paths' weights, picked as tensors: the tape differentiates with respect to
+        # them, and each block's Case then updates the sampled candidate's variables alone.
+        selections = self.net.select(paths)
+        picked = [[trainable for trainable, _ in selection] for selection in selections]
         with tf.GradientTape() as tape:
-            logits = self.net(images, mode="full" if full else "binary", paths=paths,
+            tape.watch(picked)
+            logits = self.net(images, mode="binary", paths=paths, selections=selections,
                               training=True)
             loss = self._cross_entropy(labels, logits)
-        grads = tape.gradient(loss, weights)
-        active = None if full else self.net.active_variables(paths)
-        self.weight_optimizer.apply_to_active(grads, weights, active, replicas_agree=shared)
+        shared_variables = self.net.shared_variables
+        shared_grads, picked_grads = tape.gradient(
+            loss, (shared_variables, picked), unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        if self.replicas > 1 and not shared:
+            self._apply_dense(paths, shared_grads, picked_grads)
+        else:
+            if self.replicas > 1:  # the same paths everywhere: sum the replicas' gradients
+                ctx = tf.distribute.get_replica_context()
+                picked_grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, picked_grads)
+            learning_rate = self.weight_optimizer.learning_rate  # before `apply` counts the step
+            for s, m in enumerate(self.net.mixed_ops):
+                m.layout.apply_update(paths[s, 0], picked_grads[s], self.weight_optimizer,
+                                      learning_rate)
+            self.weight_optimizer.apply(shared_grads, shared_variables)
+        return loss, self._accuracy(labels, logits)
+
+    def _apply_dense(self, paths, shared_grads, picked_grads):
+        """Replicas that sampled different paths: every path variable gets a gradient (zero
+        where this replica did not sample it), summed over the replicas; a variable moves when
+        any replica used it."""
+        grads = dict(zip(map(id, self.net.shared_variables), shared_grads))
+        for s, m in enumerate(self.net.mixed_ops):
+            dense = m.layout.dense_gradients(paths[s, 0], picked_grads[s])
+            grads.update(zip(map(id, m.layout.trainable_variables()), dense))
+        weights = self.net.weight_variables
+        self.weight_optimizer.apply_to_active([grads[id(v)] for v in weights], weights,
+                                              self.net.active_variables(paths))
+
+    def _full_weight_step(self, images, labels):
+        """Every path, weighted by its probability (the DARTS-style memory baseline)."""
+        weights = self.net.weight_variables
+        with tf.GradientTape() as tape:
+            logits = self.net(images, mode="full", training=True)
+            loss = self._cross_entropy(labels, logits)
+        self.weight_optimizer.apply_to_active(tape.gradient(loss, weights), weights, None)
         return loss, self._accuracy(labels, logits)
 
     def _sample_gates(self, pairs):
@@ -301,11 +369,23 @@ class BilevelSearch:
                 self.write_results()
         finally:
             distribute.cleanup(self._write_dir, self.output_dir)
+        return self.derive()
+
+    def derive(self):
+        """The derived architecture: the argmax of alpha per block, or (`derive=\"target\"`, with
+        a latency objective) the most probable network whose table latency is within
+        +-derive_tolerance of the target, which is the argmax whenever that is."""
+        if self.objective is not None and self.config.derive == "target":
+            indices = self.objective.most_probable_near_target(self.net.probabilities(),
+                                                               self.config.derive_tolerance)
+            if indices is not None:
+                return self.net.derive(indices=indices)
         return self.net.derive()
 
     def _run_epoch(self, epoch, train, valid):
-        searching = epoch >= self.config.warmup_epochs
-        phase = "search" if searching else "warm-up"
+        phase = self.config.phase(epoch)
+        searching = phase == "search"
+        fixed = growth.seed_paths(self.net) if phase == "seed" else None
         # A live bar on a terminal; in logs (no TTY) one summary line per epoch instead.
         bar_mode = (1 if sys.stdout.isatty() else 2) if self.verbose else 0
         bar = keras.utils.Progbar(self.steps_per_epoch, verbose=bar_mode,
@@ -315,7 +395,7 @@ class BilevelSearch:
         if self.verbose:
             print(f"epoch {epoch + 1}/{self.config.epochs} ({phase})", flush=True)
         for i in range(self.steps_per_epoch):
-            loss, acc = self.weight_step(*next(train))
+            loss, acc = self.weight_step(*next(train), fixed=fixed)
             totals["loss"].append(float(loss))
             totals["acc"].append(float(acc))
             if searching and (i + 1) % self.config.arch_update_every == 0:
@@ -332,7 +412,19 @@ class BilevelSearch:
         record.update(self.architecture_summary())
         if self.verbose:
             print(_epoch_line(record, self.config.epochs), flush=True)
+        if phase == "seed" and epoch + 1 == self.config.seed_epochs:
+            self._grow()
         return record
+
+    def _grow(self):
+        """The end of the seed phase: every candidate starts as the trained seed's function
+        (before the checkpoint of this epoch, so a resumed search finds the grown supernet)."""
+        grown, left = growth.grow(self.net)
+        if self.verbose:
+            count = sum(len(ops) for ops in grown.values())
+            print(f"grew {count} candidate paths from the seed network"
+                  + (f"; left as initialised (not growable from the seed): "
+                     f"{sum(len(ops) for ops in left.values())}" if left else ""), flush=True)
 
     def _architecture_update(self, batch, totals):
         if self.config.arch_algo == "reinforce":
@@ -347,7 +439,7 @@ class BilevelSearch:
     def architecture_summary(self):
         probs = self.net.probabilities()
         entropy = [float(-(p * np.log(np.maximum(p, 1e-12))).sum()) for p in probs]
-        derived = self.net.derive()
+        derived = self.derive()
         summary = {"alpha_entropy": float(np.mean(entropy)), "derived_ops": derived.ops,
                    "probs": [[round(float(x), 5) for x in p] for p in probs]}
         if self.objective is not None:
@@ -368,7 +460,7 @@ class BilevelSearch:
         writer.flush()
         with open(os.path.join(self.output_dir, "history.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
-        self.net.derive().save(os.path.join(self.output_dir, "arch.json"))
+        self.derive().save(os.path.join(self.output_dir, "arch.json"))
 
     def history(self):
         path = os.path.join(self.output_dir, "history.jsonl")
@@ -378,11 +470,34 @@ class BilevelSearch:
             return [json.loads(line) for line in f if line.strip()]
 
     def write_results(self):
-        arch = self.net.derive()
+        """arch.json, probabilities.png, and results.json: the supernet's last-epoch training
+        accuracy (sampled paths) next to the derived network's test accuracy with the
+        supernet's weights (batch norm re-estimated; `self.derived_model` keeps that model)."""
+        arch = self.derive()
         arch.save(os.path.join(self.output_dir, "arch.json"))
-        plots.probabilities_png(self.net, self.history(),
+        history = self.history()
+        plots.probabilities_png(self.net, history,
                                 os.path.join(self.output_dir, "probabilities.png"))
+        self.derived_model = derived.derived_network(self.net, self.splits.train, arch)
+        results = {"ops": arch.ops,
+                   "supernet_train_acc": history[-1]["train_acc"] if history else None,
+                   "derived_test_acc": derived.accuracy(self.derived_model, self.splits.test),
+                   "test_images": self.splits.test_size}
+        if self.objective is not None:
+            results.update(derived_predicted_ms=float(self.objective.table.predict(arch)),
+                           target_ms=float(self.objective.target_ms))
+        io_utils.write_json(os.path.join(self.output_dir, "results.json"), results)
+        if self.verbose:
+            print(f"supernet: train accuracy {_percent(results['supernet_train_acc'])} "
+                  f"(sampled paths, last epoch); derived network with the supernet's weights: "
+                  f"test accuracy {_percent(results['derived_test_acc'])} "
+                  f"({results['test_images']} images, batch norm re-estimated)", flush=True)
+        self.results = results
         return arch
+
+
+def _percent(value):
+    return "-" if value is None else f"{100 * value:.2f}%"
 
 
 def _batch_size(dataset):

@@ -1,6 +1,10 @@
 """`python -m proxyless_tf.show --arch=A`: print an architecture block by block, with its
 parameter count. A is an arch JSON file, a reference name, or all:OP (on the flags' space)."""
 
+if __name__ == "__main__":  # before anything loads TensorFlow: no native start-up lines
+    from proxyless_tf import quiet
+    quiet.start_tensorflow()
+
 from absl import app
 
 from proxyless_tf import architecture, blocks, options

@@ -38,21 +38,25 @@ class Supernet(keras.Model):
         # BatchNorm moving statistics not at all.
         for i, layer in enumerate(self.backbone):
             self._track_trackable(layer, name=f"backbone_{i}")
+        self.built = True  # every weight exists: no symbolic build pass on the first call
 
     @staticmethod
     def _submodel(size, channels, build, name):
         inputs = keras.Input((size, size, channels))
         return keras.Model(inputs, build(keras, inputs), name=name)
 
-    def call(self, images, mode="binary", paths=None, gates=None, training=False):
+    def call(self, images, mode="binary", paths=None, gates=None, training=False,
+             selections=None):
         """`paths` is int32 [num_searchable, 2] (binary mode reads column 0), `gates` is float
-        [num_searchable, 2] (two-path mode)."""
+        [num_searchable, 2] (two-path mode). `selections` (binary mode): the sampled paths'
+        weights as `select` read them, for a step that differentiates with respect to them."""
         x = self.stem(images, training=training)
         slot = 0
         for p, layer in zip(self.positions, self.backbone):
             if isinstance(layer, MixedOp):
                 y = layer(x, mode=mode, pair=None if paths is None else paths[slot],
-                          gates=None if gates is None else gates[slot], training=training)
+                          gates=None if gates is None else gates[slot], training=training,
+                          selection=None if selections is None else selections[slot])
                 slot += 1
             else:
                 y = layer(x, training=training)
@@ -68,15 +72,27 @@ class Supernet(keras.Model):
     def weight_variables(self):
         return self.trainable_variables  # alphas are non-trainable weights
 
+    @property
+    def shared_variables(self):
+        """The weights every path uses: stem, fixed blocks, head."""
+        slots = self.variable_slots()
+        return [v for v, (slot, _) in zip(self.weight_variables, slots) if slot < 0]
+
+    def select(self, paths):
+        """Per searchable block, the weights of the sampled path (column 0 of `paths`) as
+        tensors (`MixedOp.select`)."""
+        return [m.select(paths[s, 0]) for s, m in enumerate(self.mixed_ops)]
+
     def probabilities(self):
         return [m.probs.numpy() for m in self.mixed_ops]
 
-    def derive(self, name="derived"):
-        """The final architecture: argmax of alpha in every searchable block, with the
-        per-block probabilities kept in the JSON."""
+    def derive(self, name="derived", indices=None):
+        """The final architecture: argmax of alpha in every searchable block (or the candidate
+        `indices`, e.g. the most probable network at a latency target), with the per-block
+        probabilities kept in the JSON."""
         ops, probs = [], []
-        for m, p in zip(self.mixed_ops, self.probabilities()):
-            ops.append(m.candidates[int(np.argmax(p))])
+        for i, (m, p) in enumerate(zip(self.mixed_ops, self.probabilities())):
+            ops.append(m.candidates[int(np.argmax(p)) if indices is None else int(indices[i])])
             probs.append(dict(zip(m.candidates, (float(v) for v in p))))
         return architecture.from_space(self.space, ops, name=name, probs=probs)
 

@@ -14,6 +14,10 @@ model as `python -m export` would (see docs/export.md). `--strategy=mirrored|mul
 trains under tf.distribute (`--batch_size` is the global batch; BUILD.md, "Scaling out").
 """
 
+if __name__ == "__main__":  # before anything loads TensorFlow: no native start-up lines
+    from proxyless_tf import quiet
+    quiet.start_tensorflow()
+
 import dataclasses
 import os
 import time

@@ -25,8 +25,9 @@ import os
 import sys
 import time
 
-if __name__ == "__main__":  # keep TensorFlow's C++ start-up chatter out of the CLI's output
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":  # before anything loads TensorFlow: no native start-up lines
+    from proxyless_tf import quiet
+    quiet.start_tensorflow()
 
 from absl import app, logging  # noqa: E402
 

@@ -1,0 +1,233 @@
+"""Does the supernet rank networks as training them alone does? (issue 13)
+
+On CIFAR-10 (`../shared/datasets/tfds`, TFDS format), the `flags/mobile.cfg` space (32x32, width
+0.5, depths 2,2,2,2,2,1, candidates k{3,5,7}e{3,6} + zero), a 10,000-image training subset:
+
+  1. a supernet trained the library's way, weights only: `python -m proxyless_tf.search` with
+     --epochs equal to --warmup_epochs (the seed network first, grown into every candidate,
+     then random paths), into OUTPUT_DIR/supernet;
+  2. --count architectures spread evenly over the space's predicted latencies (the shipped
+     table `proxyless_tf/tables/mobile_32.json`, used only to spread them) from a pool that
+     spans small to large networks;
+  3. each evaluated on the whole test split with the supernet's weights, batch norm
+     re-estimated on training batches (`proxyless_tf.derived`);
+  4. each trained alone with one short recipe (`python -m proxyless_tf.train`, the same flags
+     for all) and evaluated on the same test split;
+  5. Kendall's tau and Spearman's rho between the two accuracies, and a scatter plot.
+
+Writes OUTPUT_DIR/results.json, results.md and ranking.png; OUTPUT_DIR/nets/NAME/ holds each
+network's arch.json and training run. Rerunning the same command skips what is finished. The
+last line printed is a JSON summary.
+
+    python benchmarks/supernet_ranking.py            # the full benchmark (docs/search_quality.md)
+    python benchmarks/supernet_ranking.py --quick    # the same code path, tiny, a few minutes
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+TFDS_DIR = os.path.join(os.path.dirname(REPO), "shared", "datasets", "tfds")
+TABLE = os.path.join(REPO, "proxyless_tf", "tables", "mobile_32.json")
+
+FULL = dict(count=10, max_train_examples=10000, batch_size=128, supernet_epochs=10,
+            seed_epochs=4, weight_lr=0.05, train_epochs=6, train_warmup_epochs=1, train_lr=0.05,
+            width_multiplier=0.5, depths="2,2,2,2,2,1", recalibration_batches=20,
+            output_dir="runs/supernet_ranking")
+QUICK = dict(count=4, max_train_examples=640, batch_size=64, supernet_epochs=2, seed_epochs=1,
+             weight_lr=0.05, train_epochs=1, train_warmup_epochs=0, train_lr=0.05,
+             width_multiplier=0.25, depths="1,1,1,1,1,1", recalibration_batches=2,
+             output_dir="runs/supernet_ranking_quick")
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny scale: checks the code path")
+    for name, value in FULL.items():
+        parser.add_argument(f"--{name}", type=type(value), default=None)
+    parser.add_argument("--data_dir", default=TFDS_DIR)
+    args = parser.parse_args()
+    for name, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.count < 3:
+        parser.error("--count must be at least 3 (a rank correlation needs networks to rank)")
+    if not os.path.isdir(os.path.join(args.data_dir, "cifar10")):
+        parser.error(f"--data_dir={args.data_dir}: no cifar10 in TFDS format there "
+                     "(../shared/datasets/README.md)")
+    return args
+
+
+def common_flags(args):
+    """The data and space flags every subprocess gets: one recipe for all."""
+    return [f"--dataset=cifar10", f"--data_dir={args.data_dir}", "--space=small_input",
+            "--input_size=32", f"--width_multiplier={args.width_multiplier}",
+            f"--depths={args.depths}", f"--batch_size={args.batch_size}",
+            f"--max_train_examples={args.max_train_examples}", "--valid_fraction=0.1",
+            "--seed=0"]
+
+
+def run(module, flags, log_path):
+    """`python -m module flags`, its output in log_path; stops the benchmark if it fails."""
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    with open(log_path, "a") as log:
+        log.write(f"$ python -m {module} {' '.join(flags)}\n")
+        log.flush()
+        done = subprocess.run([sys.executable, "-m", module, *flags], stdout=log,
+                              stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    if done.returncode:
+        sys.exit(f"python -m {module} failed (exit {done.returncode}); see {log_path}")
+
+
+def say(started, message):
+    print(f"[{(time.time() - started) / 60:5.1f} min] {message}", flush=True)
+
+
+# --- the steps ----------------------------------------------------------------------------------
+def train_supernet(args, out):
+    """OUTPUT_DIR/supernet: weights only (epochs = warm-up), seed network then random paths."""
+    folder = os.path.join(out, "supernet")
+    if os.path.exists(os.path.join(folder, "results.json")):
+        return folder
+    run("proxyless_tf.search", common_flags(args) + [
+        f"--epochs={args.supernet_epochs}", f"--warmup_epochs={args.supernet_epochs}",
+        f"--seed_fraction={args.seed_epochs / args.supernet_epochs}",
+        f"--weight_lr={args.weight_lr}",
+        f"--output_dir={folder}"], os.path.join(out, "supernet.log"))
+    return folder
+
+
+def choose_archs(space, count):
+    """`count` distinct networks at evenly spaced ranks of predicted latency, from a pool that
+    spans nearly all-small to nearly all-large networks (latency.calibration_archs)."""
+    import numpy as np
+    from proxyless_tf import architecture, latency
+    table = latency.LatencyTable.load(TABLE)
+    pool = {tuple(a.ops): a for a in latency.calibration_archs(space, 400, seed=7, prefix="p")}
+    ranked = sorted(pool.values(), key=table.predict)
+    picks = [ranked[int(i)] for i in np.round(np.linspace(0, len(ranked) - 1, count))]
+    return [(architecture.from_space(space, [b.op for b in a.blocks if b.searchable],
+                                     name=f"net{i:02d}"), table.predict(a))
+            for i, a in enumerate(picks)]
+
+
+def inherited_accuracies(args, space, folder, archs):
+    """Test accuracy of every arch with the supernet's weights, batch norm re-estimated."""
+    import tensorflow as tf
+    from proxyless_tf import data, derived
+    from proxyless_tf.supernet import Supernet
+    splits = data.load("cifar10", 32, args.batch_size, args.data_dir, False, 0.1, 0,
+                       args.max_train_examples)
+    net = Supernet(space)
+    latest = tf.train.latest_checkpoint(os.path.join(folder, "checkpoints"))
+    tf.train.Checkpoint(supernet=net).restore(latest).expect_partial()
+    result = {}
+    for arch, _ in archs:
+        model = derived.derived_network(net, splits.train, arch, args.recalibration_batches)
+        result[arch.name] = derived.accuracy(model, splits.test)
+    return result, splits.test_size
+
+
+def standalone_accuracy(args, out, arch):
+    """Trains `arch` alone with the recipe (reused when done); its test accuracy."""
+    folder = os.path.join(out, "nets", arch.name)
+    os.makedirs(folder, exist_ok=True)
+    arch_path = os.path.join(folder, "arch.json")
+    arch.save(arch_path)
+    train_dir = os.path.join(folder, "train")
+    results = os.path.join(train_dir, "results.json")
+    if not os.path.exists(results):
+        run("proxyless_tf.train", common_flags(args) + [
+            f"--arch={arch_path}", f"--train_epochs={args.train_epochs}",
+            f"--train_warmup_epochs={args.train_warmup_epochs}", f"--train_lr={args.train_lr}",
+            f"--train_output_dir={train_dir}"], os.path.join(folder, "train.log"))
+    with open(results) as f:
+        return float(json.load(f)["test_accuracy"])
+
+
+def correlations(x, y):
+    from scipy import stats
+    tau, tau_p = stats.kendalltau(x, y)
+    rho, rho_p = stats.spearmanr(x, y)
+    return {"kendall_tau": float(tau), "kendall_p": float(tau_p),
+            "spearman_rho": float(rho), "spearman_p": float(rho_p)}
+
+
+def scatter_png(rows, summary, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    xs = [100 * r["supernet_acc"] for r in rows]
+    ys = [100 * r["standalone_acc"] for r in rows]
+    points = ax.scatter(xs, ys, c=[r["predicted_ms"] for r in rows], cmap="viridis")
+    fig.colorbar(points, label="predicted latency (ms)")
+    for r, x, y in zip(rows, xs, ys):
+        ax.annotate(r["name"][3:], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("test accuracy with supernet weights (%)")
+    ax.set_ylabel("test accuracy trained alone (%)")
+    ax.set_title(f"Kendall tau {summary['kendall_tau']:.2f}, Spearman rho "
+                 f"{summary['spearman_rho']:.2f} ({len(rows)} networks)")
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def markdown(rows, summary, args):
+    lines = ["# Supernet ranking on CIFAR-10", "",
+             f"{len(rows)} networks of the space, {args.max_train_examples} training images, "
+             f"{summary['test_images']} test images. Supernet: {args.supernet_epochs} epochs "
+             f"({args.seed_epochs} seed); alone: {args.train_epochs} epochs.", "",
+             f"**Kendall tau {summary['kendall_tau']:.3f}** (p {summary['kendall_p']:.3g}), "
+             f"Spearman rho {summary['spearman_rho']:.3f} (p {summary['spearman_p']:.3g})", "",
+             "| network | ops | predicted ms | supernet acc % | alone acc % |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | `{' '.join(r['ops'])}` | {r['predicted_ms']:.3f} | "
+                     f"{100 * r['supernet_acc']:.2f} | {100 * r['standalone_acc']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    args = parse_args()
+    started = time.time()
+    out = os.path.abspath(args.output_dir)
+    os.makedirs(out, exist_ok=True)
+    from proxyless_tf import io_utils, quiet
+    quiet.start_tensorflow()
+    from proxyless_tf.search_space import small_input_space
+    space = small_input_space(width_multiplier=args.width_multiplier,
+                              depths=tuple(int(d) for d in args.depths.split(",")))
+    archs = choose_archs(space, args.count)
+    say(started, f"{len(archs)} networks, predicted {archs[0][1]:.3f}-{archs[-1][1]:.3f} ms; "
+                 f"training the supernet ({args.supernet_epochs} epochs)")
+    folder = train_supernet(args, out)
+    say(started, "supernet trained; evaluating every network with its weights")
+    inherited, test_images = inherited_accuracies(args, space, folder, archs)
+    rows = []
+    for i, (arch, predicted) in enumerate(archs):
+        say(started, f"training {arch.name} alone ({i + 1}/{len(archs)}): "
+                     f"{' '.join(b.op for b in arch.blocks if b.searchable)}")
+        rows.append({"name": arch.name, "ops": [b.op for b in arch.blocks if b.searchable],
+                     "predicted_ms": predicted, "supernet_acc": inherited[arch.name],
+                     "standalone_acc": standalone_accuracy(args, out, arch)})
+    summary = correlations([r["supernet_acc"] for r in rows], [r["standalone_acc"] for r in rows])
+    summary.update(networks=len(rows), test_images=test_images, quick=args.quick,
+                   wall_s=round(time.time() - started, 1))
+    io_utils.write_json(os.path.join(out, "results.json"), {"summary": summary, "rows": rows,
+                                                             "settings": vars(args)})
+    io_utils.write_text(os.path.join(out, "results.md"), markdown(rows, summary, args))
+    scatter_png(rows, summary, os.path.join(out, "ranking.png"))
+    say(started, f"wrote {out}/results.json, results.md, ranking.png")
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The user cache of latency measurements made on this machine, so that the next search on it
+reuses them: a table built here (`--latency_table=auto`, or for a space the given table does
+not cover), the whole networks the check timed, and the refitted tables.
+
+    $XDG_CACHE_HOME/proxyless_tf/latency/   (default ~/.cache/proxyless_tf/latency/)
+        tflite-1t-b1-<key>/                 one folder per host, runtime, threads, batch, space
+            key.json                        what <key> stands for, readable
+            table.json                      the table built here for the space
+            networks.json                   whole networks timed by the check
+            refit-<table>-<digest>.json     a table refitted to this machine by the check
+"""
+
+import hashlib
+import json
+import os
+import time
+
+from proxyless_tf import io_utils
+from proxyless_tf.errors import UsageError
+from proxyless_tf.latency.host import host_description
+from proxyless_tf.latency.parts import arch_parts, table_parts
+
+FORMAT = "proxyless_tf.latency_cache/1"
+
+
+def cache_root(directory=None):
+    """--latency_cache_dir when given, else the XDG cache folder (an absolute
+    $XDG_CACHE_HOME, else ~/.cache) + proxyless_tf/latency."""
+    if directory:
+        return directory
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # the XDG spec: a relative value is to be ignored
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "proxyless_tf", "latency")
+
+
+def _digest(lines):
+    return hashlib.sha1("\n".join(lines).encode()).hexdigest()[:12]
+
+
+def space_digest(space):
+    """What a space is to latency: the keys of the parts its networks are made of (so flags
+    that do not change any part, e.g. --dropout, do not change it)."""
+    return _digest(sorted(p.key for p in table_parts(space)))
+
+
+def network_digest(arch):
+    """What a network is to latency: its parts, in order."""
+    return _digest([p.key for p in arch_parts(arch)])
+
+
+class MachineCache:
+    """The cache folder of one host, runtime, threads, batch and space."""
+
+    def __init__(self, root, space, meter):
+        self.key = {"format": FORMAT, "host": host_description(), "runtime": meter.runtime,
+                    "threads": meter.threads, "batch": meter.batch,
+                    "space": space_digest(space)}
+        digest = _digest([json.dumps(self.key, sort_keys=True)])
+        self.dir = os.path.join(root, f"{meter.runtime}-{meter.threads}t-b{meter.batch}-{digest}")
+        self.table_path = os.path.join(self.dir, "table.json")
+        self.networks_path = os.path.join(self.dir, "networks.json")
+
+    def refit_path(self, table):
+        """Where the refit of `table` goes: named after it and its content, so that a table
+        rebuilt at the same path gets a refit of its own."""
+        stem = os.path.splitext(os.path.basename(table.source))[0] or "table"
+        return os.path.join(self.dir, f"refit-{stem}-{table.digest()[:8]}.json")
+
+    def ensure_writable(self, flag="--latency_cache_dir"):
+        io_utils.ensure_writable_dir(self.dir, flag)
+        key_path = os.path.join(self.dir, "key.json")
+        if not os.path.exists(key_path):
+            io_utils.write_json(key_path, self.key)
+        return self
+
+    def load_networks(self):
+        """{network digest: record} of the networks timed here before ({} when none, or when
+        the file is unreadable: a cache is only ever a shortcut)."""
+        try:
+            data = io_utils.read_json(self.networks_path, "latency cache")
+        except UsageError:
+            return {}
+        if not isinstance(data, dict) or data.get("key") != self.key:
+            return {}
+        return dict(data.get("networks") or {})
+
+    def save_networks(self, networks):
+        io_utils.write_json(self.networks_path, {"key": self.key, "networks": networks})
+
+
+def network_record(arch, stats):
+    """How the cache keeps a network timed here: readable name and ops, the combined timing,
+    and when it was measured."""
+    return {"name": arch.name, "ops": arch.ops, "stats": stats,
+            "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -1,0 +1,152 @@
+"""`python -m proxyless_tf.latency build|calibrate|predict|validate|measure [--flags]`
+
+    build     measure a table for the flags' space into --output (resumes an interrupted build)
+    calibrate fit a table's calibration again from whole networks (its parts as they are)
+    predict   a network's predicted latency, part by part; the last line is the total in ms
+    validate  random and reference networks: predicted vs measured, after the check against
+              this machine (--latency_check; --nolatency_check validates the table as it is)
+    measure   one network end to end, next to its prediction and target when a table is set
+
+`--table=auto` (= `--latency_table=auto`) is the table built on this machine and cached
+(docs/latency.md).
+"""
+
+import json
+import time
+
+from proxyless_tf import options
+from proxyless_tf.errors import UsageError
+from proxyless_tf.latency.build import build_table, calibrate
+from proxyless_tf.latency.machine import checked_table_from_flags, table_path_from_flags
+from proxyless_tf.latency.meter import configure_tf_threads, meter_from_flags, stat_of
+from proxyless_tf.latency.parts import resolve_arch, table_parts
+from proxyless_tf.latency.table import LatencyTable
+from proxyless_tf.latency.target import (reference_from_flags, target_flags,
+                                         target_from_flags)
+from proxyless_tf.latency.validate import validate
+
+USAGE = "usage: python -m proxyless_tf.latency build|calibrate|predict|validate|measure [--flags]"
+FLAGS = options.FLAGS
+
+
+def _describe_calibration(table):
+    return f"factor {table.factor:.4f}, {table.ms_per_mweight:.4f} ms per million weights"
+
+
+def _waited(meter):
+    return f", {meter.waited:.1f}s of it waiting for quiet CPUs" if meter.quiet > 0 else ""
+
+
+def _meter():
+    meter = meter_from_flags()
+    configure_tf_threads(meter)
+    return meter
+
+
+def _table(space, meter, command):
+    if not FLAGS.latency_table:
+        raise UsageError(f"latency {command} needs --table=TABLE (or --latency_table)")
+    return LatencyTable.load(table_path_from_flags(space, meter), stat=FLAGS.latency_stat)
+
+
+def _arch(space, command):
+    if not FLAGS.arch:
+        raise UsageError(f"latency {command} needs --arch=ARCH.json, a reference name or all:OP")
+    return resolve_arch(FLAGS.arch, space)
+
+
+def measure(space):
+    """One network end to end, next to its prediction if a table is set."""
+    arch = _arch(space, "measure")
+    meter = _meter()
+    meter.check_available()
+    stats = meter.measure_arch(arch)
+    result = {"arch": FLAGS.arch, "measured_ms": round(stats["median"], 4), "measured": stats}
+    if FLAGS.latency_table:
+        table = _table(space, meter, "measure")
+        result["measured_ms"] = round(stat_of(stats, table.stat), 4)
+        result["predicted_ms"] = round(table.predict(arch), 4)
+        result["error_pct"] = round(100 * (result["predicted_ms"] - result["measured_ms"])
+                                    / result["measured_ms"], 2)
+        if FLAGS.target_ms is not None or FLAGS.target_ratio is not None:
+            target = target_from_flags(table, space, *target_flags(), FLAGS.target_reference)
+            result["target_ms"] = round(target, 4)
+            for what in ("predicted", "measured"):
+                result[f"{what}_vs_target"] = round(result[f"{what}_ms"] / target, 4)
+    print(json.dumps(result))
+
+
+def build(space):
+    if not FLAGS.output:
+        raise UsageError("latency build needs --output=TABLE.json")
+    meter = _meter()
+    started = time.time()
+    table, measured, reused = build_table(space, meter, FLAGS.output,
+                                          [r for r in FLAGS.latency_references if r],
+                                          FLAGS.latency_rebuild, rounds=FLAGS.latency_rounds,
+                                          calibration=FLAGS.latency_calibrate)
+    factor = f", calibration {_describe_calibration(table)}" if table.factor != 1.0 else ""
+    print(f"{FLAGS.output}: {len(table.entries)} entries ({measured} measured, {reused} "
+          f"reused){factor} in {time.time() - started:.1f}s{_waited(meter)}")
+
+
+def recalibrate(space):
+    """A new calibration for a table, its parts as they are."""
+    meter = _meter()
+    table = _table(space, meter, "calibrate")
+    meter.require_compatible(table.settings, f"--table={FLAGS.latency_table}",
+                             "give the flags it was built with")
+    if FLAGS.latency_calibrate < 1:
+        raise UsageError(f"--latency_calibrate must be at least 1, got {FLAGS.latency_calibrate}")
+    missing = [p.key for p in table_parts(space) if p.key not in table.entries]
+    if missing:
+        raise UsageError(f"--table={FLAGS.latency_table} has no entry {missing[0]!r} of the "
+                         "flags' space; build it first")
+    started = time.time()
+    calibration = calibrate(space, table, meter, FLAGS.latency_calibrate, FLAGS.latency_rounds)
+    table = table.with_calibration(calibration, table.source)
+    table.save(table.source)
+    print(f"{FLAGS.latency_table}: calibration {_describe_calibration(table)} from "
+          f"{FLAGS.latency_calibrate} networks in {time.time() - started:.1f}s")
+
+
+def predict(space):
+    arch = _arch(space, "predict")
+    table = _table(space, meter_from_flags(), "predict")
+    for key, ms in table.breakdown(arch):
+        print(f"{ms:10.4f}  {key}")
+    print(f"{table.predict(arch):.4f}")
+
+
+def validate_command(space):
+    """Validates the table the search would use here: checked and refitted first (reusing the
+    check's cached measurements) unless --nolatency_check."""
+    if not FLAGS.latency_table:
+        raise UsageError("latency validate needs --table=TABLE (or --latency_table)")
+    meter = _meter()
+    target_ratio = target_flags()[1]
+    table = checked_table_from_flags(space, meter,
+                                     reference=reference_from_flags(space, target_ratio)).table
+    count, rounds = FLAGS.validate_count, FLAGS.latency_rounds
+    if FLAGS.quick:  # after the check, so that it times networks as the search's check does
+        count, rounds = min(count, 8), 1
+        meter.runs, meter.warmup = min(meter.runs, 20), min(meter.warmup, 5)
+    if count < 1:
+        raise UsageError(f"--validate_count must be at least 1, got {count}")
+    started = time.time()
+    metrics = validate(space, table, meter, count, FLAGS.validate_dir, FLAGS.seed, rounds=rounds)
+    print(f"wrote {FLAGS.validate_dir}/validate.json, validate.md, validate.png "
+          f"in {time.time() - started:.1f}s{_waited(meter)}")
+    print(json.dumps(metrics))
+
+
+COMMANDS = {"build": build, "calibrate": recalibrate, "predict": predict,
+            "validate": validate_command, "measure": measure}
+
+
+def main(argv):
+    from absl import logging
+    logging.set_verbosity(logging.WARNING)  # keep the converter's chatter out of the console
+    if len(argv) != 2 or argv[1] not in COMMANDS:
+        raise UsageError(USAGE)
+    COMMANDS[argv[1]](options.space_from_flags(num_classes=FLAGS.latency_num_classes))

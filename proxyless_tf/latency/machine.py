@@ -1,0 +1,102 @@
+"""The latency model for the machine that runs the command: the table the flags name (or one
+built here and cached, `--latency_table=auto`), checked against this machine and refitted to
+it (`check.py`) unless --nolatency_check."""
+
+import dataclasses
+import os
+
+from proxyless_tf import options
+from proxyless_tf.errors import UsageError
+from proxyless_tf.latency.build import build_table
+from proxyless_tf.latency.cache import MachineCache, cache_root
+from proxyless_tf.latency.check import run_check, unchecked_reason
+from proxyless_tf.latency.meter import meter_from_flags
+from proxyless_tf.latency.table import LatencyTable
+
+AUTO = "auto"  # --latency_table=auto: the table built on this machine for the space
+
+
+def cache_from_flags(space, meter):
+    return MachineCache(cache_root(options.FLAGS.latency_cache_dir), space, meter)
+
+
+def table_path_from_flags(space, meter):
+    """The file --latency_table names: `auto` is this machine's cached table for the space."""
+    spec = options.FLAGS.latency_table
+    return cache_from_flags(space, meter).table_path if spec == AUTO else spec
+
+
+def built_here(space, meter, progress=True):
+    """This machine's table for `space` from the cache, measured now where it has none (or
+    only part of one: an interrupted build resumes)."""
+    FLAGS = options.FLAGS
+    machine_cache = cache_from_flags(space, meter).ensure_writable()
+    path = machine_cache.table_path
+    if not os.path.exists(path) or LatencyTable.load(path).missing(space):
+        build_table(space, meter, path, [r for r in FLAGS.latency_references if r],
+                    progress=progress, rounds=FLAGS.latency_rounds,
+                    calibration=FLAGS.latency_calibrate)
+    return LatencyTable.load(path, stat=FLAGS.latency_stat)
+
+
+def table_from_flags(space, meter, build_missing=True, progress=True):
+    """The table --latency_table names; `auto`, or (with `build_missing`) a table without
+    entries for this space, gives the one built here (`built_here`)."""
+    FLAGS = options.FLAGS
+    if FLAGS.latency_table == AUTO:
+        return built_here(space, meter, progress)
+    table = LatencyTable.load(FLAGS.latency_table, stat=FLAGS.latency_stat)
+    missing = table.missing(space)
+    if missing and build_missing:
+        print(f"latency table {table.source} has no entry for {len(missing)} part(s) of this "
+              f"space (e.g. {missing[0]!r}): using a table built on this machine instead "
+              f"(--latency_table=auto)", flush=True)
+        return built_here(space, meter, progress)
+    return table
+
+
+@dataclasses.dataclass
+class Checked:
+    """The table to use on this machine, and what the check found (None when it did not run)."""
+
+    table: LatencyTable
+    check: object = None
+
+    @property
+    def reference_ms(self):
+        """The target's reference network measured here (None unless the check timed it)."""
+        return self.check.reference_ms if self.check is not None else None
+
+
+def checked_table_from_flags(space, meter=None, enabled=None, reference=None, progress=True):
+    """The flags' table, checked against this machine and refitted to it (--latency_check,
+    unless `enabled` says otherwise); prints the check's one line. `reference`: the network of
+    --target_ratio, timed with the others so that the target refers to its measured latency."""
+    FLAGS = options.FLAGS
+    enabled = FLAGS.latency_check if enabled is None else enabled
+    meter = meter or meter_from_flags()
+    table = table_from_flags(space, meter, build_missing=enabled, progress=progress)
+    if not enabled:
+        return Checked(table)
+    reason = unchecked_reason(table)
+    if reason:
+        print(f"latency check: skipped: {reason}", flush=True)
+        return Checked(table)
+    meter.require_compatible(table.settings, f"--latency_table={table.source}",
+                             "time a table with these settings here (--latency_table=auto) or "
+                             "pass --nolatency_check to use it as it is")
+    try:
+        meter.check_available()
+    except UsageError as e:
+        if meter.runtime == "tf_gpu":  # the table is for a GPU elsewhere: nothing to time here
+            print(f"latency check: skipped: --latency_runtime=tf_gpu and this machine has no "
+                  f"GPU; table {table.source} is used as it is", flush=True)
+            return Checked(table)
+        raise UsageError(f"--latency_check: {e}; or pass --nolatency_check to use the table "
+                         "as it is") from None
+    machine_cache = cache_from_flags(space, meter).ensure_writable()
+    check = run_check(table, space, meter, machine_cache, reference,
+                      FLAGS.latency_check_networks, FLAGS.latency_rounds, FLAGS.latency_recheck,
+                      progress, anchors=FLAGS.latency_check_references)
+    print(check.line(), flush=True)
+    return Checked(check.table, check)

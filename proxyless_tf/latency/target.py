@@ -1,0 +1,56 @@
+"""The latency target T of the search: --target_ms, or --target_ratio times a reference
+network's latency (measured on this machine when the check ran, else predicted by the table)."""
+
+from proxyless_tf import options
+from proxyless_tf.errors import UsageError
+from proxyless_tf.latency.parts import resolve_arch
+
+
+def target_flags():
+    """(--target_ms, --target_ratio) as the user meant them: when the command line sets both
+    (a flagfile's ratio, then --target_ms), the later one; the earlier is dropped."""
+    FLAGS = options.FLAGS
+    target_ms, target_ratio = FLAGS.target_ms, FLAGS.target_ratio
+    if target_ms is not None and target_ratio is not None:
+        last = options.set_last(("target_ms", "target_ratio"))
+        target_ms = None if last == "target_ratio" else target_ms
+        target_ratio = None if last == "target_ms" else target_ratio
+    return target_ms, target_ratio
+
+
+def check_target_values(target_ms=None, target_ratio=None):
+    """The errors a target has on its own, before any table or measurement."""
+    if target_ms is not None and target_ratio is not None:
+        raise UsageError("give either --target_ms or --target_ratio, not both")
+    if target_ms is not None and not target_ms > 0:
+        raise UsageError(f"--target_ms must be positive, got {target_ms}")
+    if target_ms is None and target_ratio is None:
+        raise UsageError("--latency_table needs a target: --target_ms=MS or --target_ratio=R "
+                         "(R times --target_reference's predicted latency)")
+    if target_ratio is not None and not target_ratio > 0:
+        raise UsageError(f"--target_ratio must be positive, got {target_ratio}")
+
+
+def reference_from_flags(space, target_ratio):
+    """The network --target_ratio refers to (None for an absolute target)."""
+    if target_ratio is None:
+        return None
+    return resolve_arch(options.FLAGS.target_reference, space, "--target_reference")
+
+
+def target_from_flags(table, space, target_ms=None, target_ratio=None, reference="mobilenet_v2",
+                      reference_ms=None):
+    """T in ms: `target_ms`, or `target_ratio` x the reference's latency: `reference_ms` when
+    given (the reference measured on this machine), else the table's prediction."""
+    check_target_values(target_ms, target_ratio)
+    if target_ms is not None:
+        return float(target_ms)
+    if reference_ms is not None:
+        return float(target_ratio) * float(reference_ms)
+    arch = resolve_arch(reference, space, "--target_reference")
+    try:
+        base = table.predict(arch)
+    except UsageError as e:
+        raise UsageError(f"--target_reference={reference}: {e} (or use --target_ms, or a "
+                         "reference inside the space such as all:k3e6)") from None
+    return float(target_ratio) * base
