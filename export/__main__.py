@@ -19,8 +19,7 @@ import os
 from absl import app, logging
 
 import export
-from proxyless_tf import architecture, io_utils, options
-from proxyless_tf import train as train_lib
+from proxyless_tf import arch_flags, architecture, io_utils, options
 from proxyless_tf.errors import UsageError, exit_on_usage_error
 
 FLAGS = options.FLAGS
@@ -30,9 +29,9 @@ def _dataset(defaults):
     """--dataset/--data_dir, else what the model was trained on."""
     dataset = FLAGS.dataset
     data_dir = FLAGS.data_dir
-    if not train_lib.flag_given("dataset") and defaults.get("dataset"):
+    if not arch_flags.flag_given("dataset") and defaults.get("dataset"):
         dataset = defaults["dataset"]
-        if not train_lib.flag_given("data_dir"):
+        if not arch_flags.flag_given("data_dir"):
             data_dir = defaults.get("data_dir")
     return dataset, data_dir
 
@@ -57,12 +56,12 @@ def export_trained(settings):
     if os.path.exists(arch_path):
         arch = architecture.Architecture.load(arch_path)
     elif FLAGS.arch:
-        arch = train_lib.resolve_for_training(FLAGS.arch)
+        arch = arch_flags.resolve_for_training(FLAGS.arch)
     else:
         arch = None
     dataset, data_dir = _dataset(results)
     if arch is not None:  # check the sizes before loading TensorFlow
-        train_lib.check_input_size(arch.input_size, f"--model={path}", dataset, data_dir)
+        arch_flags.check_input_size(arch.input_size, f"--model={path}", dataset, data_dir)
 
     import keras
     try:
@@ -71,7 +70,7 @@ def export_trained(settings):
         raise UsageError(f"--model={path!r} cannot be loaded: {str(e).splitlines()[0]}") from None
     size = int(model.inputs[0].shape[1])
     if arch is None:
-        train_lib.check_input_size(size, f"--model={path}", dataset, data_dir)
+        arch_flags.check_input_size(size, f"--model={path}", dataset, data_dir)
     elif arch.input_size != size:
         raise UsageError(f"{arch_path} says {arch.input_size}x{arch.input_size} but the model "
                          f"takes {size}x{size} inputs")
@@ -88,31 +87,31 @@ def export_trained(settings):
 def export_random(settings):
     spec = FLAGS.arch
     dataset, data_dir = FLAGS.dataset, FLAGS.data_dir
-    published = spec in architecture.REFERENCE_NAMES and not train_lib.flag_given("space")
+    published = spec in architecture.REFERENCE_NAMES and not arch_flags.flag_given("space")
     if published:
         input_size = FLAGS.input_size or 224
-    elif train_lib.is_named(spec):
+    elif arch_flags.is_named(spec):
         input_size = options.space_from_flags().input_size
     else:
         arch = architecture.resolve(spec)
         if FLAGS.input_size and FLAGS.input_size != arch.input_size:
             arch = arch.with_input(FLAGS.input_size)  # a candidate at another resolution
         input_size = arch.input_size
-    if train_lib.flag_given("dataset"):
-        train_lib.check_input_size(input_size, f"--arch={spec}", dataset, data_dir)
+    if arch_flags.flag_given("dataset"):
+        arch_flags.check_input_size(input_size, f"--arch={spec}", dataset, data_dir)
 
     import keras
     keras.utils.set_random_seed(FLAGS.seed)
     splits = _load_splits(dataset, data_dir, input_size)
-    classes = splits.num_classes if train_lib.flag_given("dataset") else None
+    classes = splits.num_classes if arch_flags.flag_given("dataset") else None
     if published:
         arch = architecture.reference(spec, input_size, classes or 1000)
-    elif train_lib.is_named(spec):
+    elif arch_flags.is_named(spec):
         arch = architecture.resolve(spec, options.space_from_flags(num_classes=classes))
-    model = train_lib.build_model(arch)
-    name = train_lib.keras_safe(arch).name
+    model = arch_flags.build_model(arch)
+    name = arch_flags.keras_safe(arch).name
     output = FLAGS.output or os.path.join("runs", "export", f"{name}.{settings.kind}.tflite")
-    labelled = train_lib.flag_given("dataset") and arch.num_classes == splits.num_classes
+    labelled = arch_flags.flag_given("dataset") and arch.num_classes == splits.num_classes
     return export.export_model(model, output, settings, splits, arch=arch, source=f"--arch={spec}",
                                weights="random", dataset=dataset, labelled=labelled)
 

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from proxyless_tf.arch_flags import keras_safe
 from proxyless_tf.errors import UsageError
 
 
@@ -31,8 +32,7 @@ def import_tfmot():
 
 def to_tf_keras(model, arch, check_images=None, tolerance=1e-4):
     """The Keras 3 `model` rebuilt from `arch` with tf_keras, weights copied by layer name."""
-    from proxyless_tf import blocks
-    from proxyless_tf.train import keras_safe
+    from proxyless_tf import blocks  # loads Keras 3
     tf_keras, _ = import_tfmot()
     copy = blocks.build_network(keras_safe(arch), K=tf_keras)
     source = {layer.name: layer for layer in model.layers if layer.weights}

@@ -3,10 +3,16 @@
 
 Every pipeline yields (image float32 in [-1, 1], HxWx3 at the space's input size; label int32).
 The search holds a validation split out of the training data for the architecture steps.
+
+An image folder (--dataset=folder --data_dir=DIR, DIR/CLASS/IMAGE): grayscale and RGBA images
+become RGB and every size is resized, silently (that is ordinary data); files that cannot be
+read or decoded are skipped with one warning line; a folder or class left with no readable
+image is a UsageError.
 """
 
 import dataclasses
 import os
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -127,23 +133,114 @@ def _tfds_sources(name, data_dir, download, valid_fraction):
             (n_train - n_valid, n_valid, splits[test_split].num_examples))
 
 
-def _folder_sources(path, valid_fraction, seed):
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # what tf.io.decode_image reads
+FOLDER_SIDE = 256  # folder images are resized to this square on reading, as Keras' loader did
+
+
+@dataclasses.dataclass
+class ImageFolder:
+    """The readable images of a folder of class subfolders: files[i] is of class labels[i]."""
+    path: str
+    classes: list
+    files: list
+    labels: list
+
+    def dataset(self):
+        return image_dataset(self.files, self.labels)
+
+
+def image_dataset(files, labels):
+    """(uint8 FOLDER_SIDE x FOLDER_SIDE x 3, label) of each file, in order. Grayscale and RGBA
+    files become RGB (decode_image's channels=3 drops alpha); every size is resized."""
+    read = lambda f, y: (tf.cast(tf.image.resize(_decode(f), [FOLDER_SIDE, FOLDER_SIDE]),
+                                 tf.uint8), y)
+    # dtypes spelled out: an empty split (a tiny folder) would otherwise slice float32
+    slices = (_paths(files), tf.constant(labels, tf.int32))
+    return tf.data.Dataset.from_tensor_slices(slices).map(read,
+                                                          num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _paths(files):
+    """File names as bytes, as the OS gives them (a name that is not UTF-8 survives)."""
+    return tf.constant([os.fsencode(f) for f in files], tf.string)
+
+
+def _decode(file):
+    return tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
+
+
+def _list_folder(path):
+    """Class names (sorted subfolders) and (file, label) of their image files, in a fixed order.
+    Files of other types (.txt, .DS_Store) are not images and are passed over silently."""
+    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    files = []
+    for label, name in enumerate(classes):
+        for root, dirs, names in os.walk(os.path.join(path, name), followlinks=True):
+            dirs.sort()
+            files += [(os.path.join(root, n), label) for n in sorted(names)
+                      if n.lower().endswith(IMAGE_EXTENSIONS)]
+    return classes, files
+
+
+def _readable(files):
+    """The set of `files` that decode. Each is decoded once, in parallel, before any training:
+    only a full decode catches truncated files as well as non-images (a header check would
+    not), and checking up front gives exact split sizes and no run that stops half-way on a bad
+    file. ignore_errors drops what fails to read or decode (a few thousand JPEGs: seconds)."""
+    if not files:
+        return set()
+    shape = lambda f: (f, tf.shape(_decode(f)))  # the shape needs the whole decode
+    checked = tf.data.Dataset.from_tensor_slices(_paths(files)).map(
+        shape, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+    return {os.fsdecode(f) for f, _ in checked.as_numpy_iterator()}
+
+
+def _drop_unreadable(path, flag, listed):
+    """`listed` without its unreadable files, which one warning line on stderr counts (a user
+    can fix or delete them later; the rest is still worth training on)."""
+    good = _readable([f for f, _ in listed])
+    bad = [f for f, _ in listed if f not in good]
+    if not good:
+        what = f"none of its {len(listed)} image files could be read (first: {bad[0]})" \
+            if listed else f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in its subfolders"
+        raise UsageError(f"{flag}: {what}")
+    if bad:
+        noun = "image" if len(bad) == 1 else "images"
+        print(f"warning: skipped {len(bad)} unreadable {noun} in {path} (first: {bad[0]})",
+              file=sys.stderr, flush=True)
+    return [(f, y) for f, y in listed if f in good]
+
+
+def scan_folder(path):
+    """The readable images of `path` (--data_dir for --dataset=folder). Unreadable files are
+    skipped with one warning line on stderr; a folder left without images, or a class
+    subfolder left without any, is a UsageError."""
+    flag = f"--data_dir={path!r}"
     if not os.path.isdir(path):
-        raise UsageError(f"--data_dir={path!r} is not a folder of class subfolders")
-    import keras
-    common = dict(labels="inferred", label_mode="int", batch_size=None, image_size=(256, 256),
-                  seed=seed, validation_split=valid_fraction * 2)
-    try:
-        train = keras.utils.image_dataset_from_directory(path, subset="training", **common)
-        held = keras.utils.image_dataset_from_directory(path, subset="validation", **common)
-    except ValueError as e:
-        raise UsageError(f"--data_dir={path!r}: {e}") from None
-    classes = len(train.class_names)
-    n_held = int(held.cardinality())
-    valid, test = held.take(n_held // 2), held.skip(n_held // 2)
-    cast = lambda ds: ds.map(lambda x, y: (tf.cast(x, tf.uint8), y))
-    return (cast(train), cast(valid), cast(test), classes,
-            (int(train.cardinality()), n_held // 2, n_held - n_held // 2))
+        raise UsageError(f"{flag} is not a folder of class subfolders")
+    classes, listed = _list_folder(path)
+    if len(classes) < 2:
+        raise UsageError(f"{flag} needs at least 2 class subfolders (DIR/CLASS/IMAGE.jpg), "
+                         f"found {len(classes)}")
+    kept = _drop_unreadable(path, flag, listed)
+    counts = np.bincount([y for _, y in kept], minlength=len(classes))
+    if not counts.all():
+        empty = os.path.join(path, classes[int(np.argmin(counts))])
+        raise UsageError(f"{flag}: class folder {empty} has no readable images")
+    return ImageFolder(path, classes, [f for f, _ in kept], [y for _, y in kept])
+
+
+def _folder_sources(path, valid_fraction, seed):
+    """A seeded split of the files: valid_fraction * 2 held out, halved into valid and test."""
+    folder = scan_folder(path)
+    n = len(folder.files)
+    order = np.random.RandomState(seed).permutation(n)
+    n_held = int(n * valid_fraction * 2)
+    n_valid = n_held // 2
+    parts = np.split(order, [n - n_held, n - n_held + n_valid])
+    sets = [image_dataset([folder.files[i] for i in part], [folder.labels[i] for i in part])
+            for part in parts]
+    return (*sets, len(folder.classes), tuple(len(part) for part in parts))
 
 
 def load(name, input_size, batch_size, data_dir=None, download=False, valid_fraction=0.1,

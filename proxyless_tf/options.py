@@ -36,6 +36,10 @@ flags.DEFINE_float("valid_fraction", 0.1,
 flags.DEFINE_integer("max_train_examples", 0, "Use at most this many training examples (0: all).")
 flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_bool("deterministic", False,
+                  "Op determinism (search and train): the same command twice gives a byte-"
+                  "identical arch.json and the same history apart from timings; see README.md, "
+                  "'Reproducibility', for its cost.")
 
 # --- output ----------------------------------------------------------------------------------
 flags.DEFINE_string("output_dir", "runs/search", "Where results, checkpoints and logs go.")

@@ -9,9 +9,10 @@ import numpy as np  # noqa: E402
 from proxyless_tf import io_utils  # noqa: E402
 
 
-def probabilities_png(supernet, history, path):
-    """Left: final path probabilities per block (rows) and op (columns), argmax outlined.
-    Right: probability of each block's current argmax op over the epochs."""
+def probabilities_png(supernet, history, path, derived_ops=None):
+    """Left: final path probabilities per block (rows) and op (columns), the derived op outlined
+    (`derived_ops`, one per searchable block; default: the argmax). Right: probability of each
+    block's derived op over the epochs."""
     ops = sorted({op for m in supernet.mixed_ops for op in m.candidates},
                  key=lambda o: (o == "zero", o))
     grid = np.full((len(supernet.mixed_ops), len(ops)), np.nan)
@@ -22,15 +23,15 @@ def probabilities_png(supernet, history, path):
     image = left.imshow(grid, cmap="viridis", aspect="auto", vmin=0)
     left.set_xticks(range(len(ops)), ops)
     left.set_yticks(range(len(grid)), [f"block {m.block_index}" for m in supernet.mixed_ops])
-    for row in range(len(grid)):
-        col = int(np.nanargmax(grid[row]))
+    derived_cols = [int(np.nanargmax(grid[row])) for row in range(len(grid))] \
+        if derived_ops is None else [ops.index(op) for op in derived_ops]
+    for row, col in enumerate(derived_cols):
         left.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, color="red", lw=2))
     left.set_title("path probabilities (red: derived op)")
     fig.colorbar(image, ax=left, fraction=0.04)
     if history:
         epochs = [h["epoch"] for h in history]
-        for row, m in enumerate(supernet.mixed_ops):
-            col = int(np.nanargmax(grid[row]))
+        for row, (m, col) in enumerate(zip(supernet.mixed_ops, derived_cols)):
             k = m.candidates.index(ops[col])
             right.plot(epochs, [h["probs"][row][k] for h in history], lw=1,
                        label=f"b{m.block_index} {ops[col]}")

@@ -169,9 +169,10 @@ class Reinforce:
                 "reinforce_baseline_set": self.baseline_set}
 
 
-def from_flags(supernet, objective, optimizer=None):
+def from_flags(supernet, objective, optimizer=None, evaluate=None):
     """The Reinforce updater the flags configure (`objective` from latency.objective_from_flags,
-    or None for an accuracy-only reward unless --latency_source=measure with --target_ms)."""
+    or None for an accuracy-only reward unless --latency_source=measure with --target_ms);
+    `evaluate` as in Reinforce (the search loop's global-batch accuracy under a strategy)."""
     F = options.FLAGS
     meter = latency.meter_from_flags() if F.latency_source == "measure" else None
     if meter is not None:
@@ -183,4 +184,5 @@ def from_flags(supernet, objective, optimizer=None):
                      w=F.reinforce_w, beta=F.reinforce_beta,
                      baseline_decay=F.reinforce_baseline_decay, lr=F.arch_lr,
                      beta1=F.arch_beta1, beta2=F.arch_beta2, latency_source=F.latency_source,
-                     meter=meter, target_ms=target, seed=F.seed, optimizer=optimizer)
+                     meter=meter, target_ms=target, seed=F.seed, optimizer=optimizer,
+                     evaluate=evaluate)

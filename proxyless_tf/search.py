@@ -14,12 +14,13 @@ if __name__ == "__main__":  # before anything loads TensorFlow: no native start-
     from proxyless_tf import quiet
     quiet.start_tensorflow()
 
+import functools
 import math
 import os
 
 from absl import app, logging
 
-from proxyless_tf import data, io_utils, options
+from proxyless_tf import data, io_utils, options, reproducible
 from proxyless_tf.errors import UsageError, exit_on_usage_error
 
 FLAGS = options.FLAGS
@@ -60,6 +61,8 @@ def build_search(output_dir, verbose=1, strategy=None):
     from proxyless_tf.supernet import Supernet
     config = config_from_flags()
     space = options.space_from_flags()  # validates --candidates etc. before loading data
+    check_searchable(space)
+    reproducible.seed_everything(FLAGS.seed, FLAGS.deterministic)
     strategy = strategy or tf.distribute.get_strategy()
     distribute.check_global_batch(FLAGS.batch_size, strategy)
     if config.arch_algo == "reinforce" and FLAGS.latency_source == "measure" and \
@@ -75,12 +78,20 @@ def build_search(output_dir, verbose=1, strategy=None):
     objective = latency_objective(space, strategy)
     with strategy.scope():  # the supernet's and REINFORCE's variables are mirrored
         supernet = Supernet(space, alpha_init_std=FLAGS.arch_init_std)
-        reinforce = None
+        make_reinforce = None
         if config.arch_algo == "reinforce":
             from proxyless_tf import reinforce as reinforce_lib
-            reinforce = reinforce_lib.from_flags(supernet, objective)
-        return BilevelSearch(supernet, splits, config, output_dir, objective, reinforce,
+            make_reinforce = functools.partial(reinforce_lib.from_flags, supernet, objective)
+        return BilevelSearch(supernet, splits, config, output_dir, objective, make_reinforce,
                              verbose, strategy=strategy)
+
+
+def check_searchable(space):
+    """A space with one candidate in every block is one network: there is nothing to search."""
+    if not space.searchable_positions():
+        raise UsageError(f"--candidates={','.join(FLAGS.candidates or [])} leaves no choice in "
+                         f"any block: nothing to search; train that network with python -m "
+                         f"proxyless_tf.train --arch=all:OP")
 
 
 def latency_objective(space, strategy=None):
@@ -103,7 +114,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # keep checkpoint chatter out of the console
     from proxyless_tf import distribute
     config_from_flags()  # bad flags fail before a multi-worker strategy waits for its peers
-    options.space_from_flags()
+    check_searchable(options.space_from_flags())
     strategy = distribute.strategy_from_flags()  # before any other TensorFlow work
     output_dir = FLAGS.output_dir
     export_settings = None

@@ -25,13 +25,14 @@ import warnings
 
 from absl import app, logging
 
-from proxyless_tf import architecture, io_utils, options
+import export
+from proxyless_tf import architecture, io_utils, options, reproducible
+# What export shares with training; build_model and keras_safe stay importable from here.
+from proxyless_tf.arch_flags import (build_model, check_input_size, flag_given,  # noqa: F401
+                                     keras_safe, resolve_for_training)
 from proxyless_tf.errors import UsageError, exit_on_usage_error
 
 FLAGS = options.FLAGS
-
-EMBEDDED_DATASET = "digits"  # data.EMBEDDED, written out so the CLI checks run without TensorFlow
-EMBEDDED_IMAGE_SIZE = 32     # data.py upsamples the 8x8 digits to 32x32
 
 
 @dataclasses.dataclass
@@ -45,6 +46,7 @@ class TrainConfig:
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
     seed: int = 0
+    deterministic: bool = False  # op determinism (proxyless_tf.reproducible)
     verbose: int = 1  # Keras fit verbosity: 1 is the progress bar
 
 
@@ -64,53 +66,8 @@ def config_from_flags():
         epochs=FLAGS.train_epochs, batch_size=FLAGS.batch_size,
         warmup_epochs=FLAGS.train_warmup_epochs, steps_per_epoch=FLAGS.train_steps_per_epoch,
         lr=FLAGS.train_lr, momentum=FLAGS.momentum, weight_decay=FLAGS.weight_decay,
-        label_smoothing=FLAGS.label_smoothing, seed=FLAGS.seed)
-
-
-# --- helpers shared with `python -m export` -------------------------------------------------
-
-
-def flag_given(name):
-    """True when the flag was set on the command line or in a flagfile."""
-    return bool(FLAGS[name].present)
-
-
-def dataset_image_size(name, data_dir):
-    """The side of the dataset's images when all have one fixed square size, else None."""
-    if name == EMBEDDED_DATASET:
-        return EMBEDDED_IMAGE_SIZE
-    if name == "folder":
-        return None
-    try:
-        import tensorflow_datasets as tfds
-        builder = tfds.builder(name, data_dir=data_dir or None)
-        shape = builder.info.features["image"].shape
-    except Exception:  # unknown names and odd features are reported by data.load
-        return None
-    if len(shape) == 3 and shape[0] and shape[0] == shape[1]:
-        return int(shape[0])
-    return None
-
-
-def check_input_size(arch_size, what, dataset, data_dir):
-    """An architecture must take the images the pipeline gives: --input_size when given (images
-    are resized to it), else the dataset's own image size."""
-    if flag_given("input_size") and FLAGS.input_size:
-        if FLAGS.input_size != arch_size:
-            raise UsageError(f"{what} takes {arch_size}x{arch_size} inputs but --input_size="
-                             f"{FLAGS.input_size}")
-        return
-    native = dataset_image_size(dataset, data_dir)
-    if native is not None and native != arch_size:
-        raise UsageError(f"{what} takes {arch_size}x{arch_size} inputs but {dataset} images are "
-                         f"{native}x{native}: pass --input_size={arch_size} to resize them, or use "
-                         f"an architecture for {native}x{native} inputs")
-
-
-def keras_safe(arch):
-    """The same architecture with a name Keras accepts as a model name (`all:k3e3` is not)."""
-    name = architecture.keras_name(arch.name)
-    return arch if name == arch.name else dataclasses.replace(arch, name=name)
+        label_smoothing=FLAGS.label_smoothing, seed=FLAGS.seed,
+        deterministic=FLAGS.deterministic)
 
 
 def default_arch_spec():
@@ -122,33 +79,12 @@ def default_arch_spec():
     return path
 
 
-def is_named(spec):
-    return spec in architecture.REFERENCE_NAMES or spec.startswith("all:")
-
-
-def resolve_for_training(spec, num_classes=None):
-    """The arch `spec` names, for the flags' space (reference names and all:OP) or as written
-    (a JSON file). `num_classes` comes from the dataset once it is loaded."""
-    if is_named(spec):
-        return architecture.resolve(spec, options.space_from_flags(num_classes=num_classes))
-    arch = architecture.resolve(spec)
-    if num_classes is not None and arch.num_classes != num_classes:
-        raise UsageError(f"{spec} has {arch.num_classes} classes but --dataset={FLAGS.dataset} "
-                         f"has {num_classes}")
-    return arch
-
-
 def one_hot(dataset, num_classes):
     import tensorflow as tf
     return dataset.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
 
 
 # --- training ---------------------------------------------------------------------------------
-
-
-def build_model(arch):
-    from proxyless_tf import blocks
-    return blocks.build_network(keras_safe(arch))
 
 
 def _callbacks(output_dir, manager, epoch_var, extra):
@@ -222,7 +158,7 @@ def _train(arch, splits, output_dir, write_dir, config, callbacks, dataset, data
 
     arch.save(os.path.join(write_dir, "arch.json"))
 
-    keras.utils.set_random_seed(config.seed)
+    reproducible.seed_everything(config.seed, config.deterministic)
     steps = config.steps_per_epoch or max(1, splits.train_size // config.batch_size)
     valid_steps = splits.valid_size // config.batch_size
     schedule = learning_rate_schedule(config, steps)
@@ -301,8 +237,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     config = config_from_flags()
     if FLAGS.export_tflite:
-        from export import settings_from_flags
-        export_settings = settings_from_flags()  # check the export flags before training
+        export_settings = export.settings_from_flags()  # check the export flags before training
     spec = default_arch_spec()
     arch = resolve_for_training(spec)
     check_input_size(arch.input_size, f"--arch={spec}", FLAGS.dataset, FLAGS.data_dir)
@@ -332,7 +267,6 @@ def main(argv):
         return
     print(f"wrote {results['model']} and {os.path.join(output_dir, 'results.json')}")
     if FLAGS.export_tflite:
-        import export
         output = FLAGS.output or export.default_output(results["model"], export_settings)
         export.export_model(model, output, export_settings, splits=splits, arch=arch,
                             source=results["model"], weights="trained", dataset=FLAGS.dataset)

@@ -430,6 +430,17 @@ def test_expected_latency_matches_numpy_and_works_in_tf_function():
     assert float(compiled(pairs)) == pytest.approx(want, rel=1e-5)
 
 
+def test_expected_latency_first_computed_inside_a_trace_still_works_outside_it():
+    """The architecture step may be the first to ask for E[LAT] (no warm-up epochs), and a
+    tf.function may trace twice: nothing of one trace may be kept for the next or for eager."""
+    space = tiny_space()
+    objective = latency.LatencyObjective(synthetic_table(space), space, 5.0, loss="abs")
+    alphas = _alphas(space)
+    first = float(tf.function(lambda: objective.expected(alphas))())
+    assert float(tf.function(lambda: objective.expected(alphas))()) == first
+    assert float(objective.expected(alphas)) == pytest.approx(first, rel=1e-6)
+
+
 @pytest.mark.parametrize("pairs", [False, True])
 def test_latency_gradient_lowers_expected_latency(pairs):
     space = tiny_space()

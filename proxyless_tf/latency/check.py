@@ -27,6 +27,7 @@ from proxyless_tf.errors import UsageError
 from proxyless_tf.latency import cache as cache_lib
 from proxyless_tf.latency.host import host_description
 from proxyless_tf.latency.meter import RUNTIMES, combine, rounded, stat_of, time_networks
+from proxyless_tf.latency.parts import arch_parts
 from proxyless_tf.latency.sampling import spread_archs
 
 REFIT_ABOVE = 0.05  # refit when the networks are off by more than 5% on average
@@ -246,7 +247,6 @@ def weight_anchors(space, table, count=2):
     """Published networks (in the space's resolution and strides) the table covers, with far
     more weights than the space's: the lightest and the heaviest of them (`count` 1: the
     heaviest; 0: none), for the fit of the weights' term."""
-    from proxyless_tf.latency.parts import arch_parts
     covered = []
     for name in architecture.REFERENCE_NAMES:
         try:
@@ -262,7 +262,6 @@ def weight_anchors(space, table, count=2):
 
 def _fastest(table, space):
     """(parts' calibrated sum, weights in millions, parts) of the space's fastest network."""
-    from proxyless_tf.latency.parts import arch_parts
     ops = [p.candidates[int(np.argmin(c))] for p, c in
            zip(space.searchable_positions(), table.space_costs(space)[1])]
     arch = architecture.from_space(space, ops, name="fastest")
@@ -313,7 +312,6 @@ def _refit(check, table, space, machine_cache, richer=False):
         return
     error = np.abs(np.array(check.measured) / np.array(check.predicted) - 1)
     if error.mean() > REFIT_ABOVE:
-        from proxyless_tf.latency.parts import arch_parts
         fixed_ms, costs = table.space_costs(space)
         floor = fixed_ms + float(sum(c.min() for c in costs))
         # The space's networks alone cannot tell a cost per weight or per part from the scale

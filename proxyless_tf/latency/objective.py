@@ -105,7 +105,9 @@ class LatencyObjective:
             raise ValueError(f"expected {len(self.costs)} alpha vectors (one per searchable "
                              f"block), got {len(alphas)}")
         if self._cost_tensors is None:
-            self._cost_tensors = [tf.constant(c, tf.float32) for c in self.costs]
+            with tf.init_scope():  # eager constants: a first call inside a trace must not leave
+                # graph tensors that a later trace (or an eager call) cannot reach
+                self._cost_tensors = [tf.constant(c, tf.float32) for c in self.costs]
         total = tf.constant(self.fixed_ms, tf.float32)
         for i, (alpha, cost) in enumerate(zip(alphas, self._cost_tensors)):
             alpha = tf.convert_to_tensor(alpha, tf.float32)

@@ -1,0 +1,237 @@
+"""The project's import graph, read from the source with `ast` (nothing is imported, so no
+TensorFlow): no import cycles among the modules of proxyless_tf/ and export/, and no module
+longer than MAX_LINES.
+
+Every import statement counts, wherever it is: at module level, inside a function, under
+`if __name__ == "__main__":` or `try:`. A lazy import is still a dependency, and a cycle hidden
+behind one only waits for the right call order. `importlib.import_module("literal")` counts too.
+
+How an import names its target module:
+    import a.b.c                   -> a.b.c (the module, or a/b/c/__init__.py for a package)
+    from a.b import c              -> a.b.c when that is a module of the project, else a.b
+                                      (a name a/b/__init__.py defines or re-exports)
+    from . import x, from .m import y   resolved against the importing module's package
+The parent packages that Python initialises on the way (a/__init__.py for `import a.b`) are
+not edges: a package whose __init__ re-exports its submodules would otherwise be a cycle with
+each of them.
+"""
+
+import ast
+import os
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ("proxyless_tf", "export")
+MAX_LINES = 450
+
+
+def project_modules(root=REPO, packages=PACKAGES):
+    """{dotted module name: file path} for every .py file under `packages`."""
+    modules = {}
+    for package in packages:
+        for directory, dirs, files in os.walk(os.path.join(root, package)):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            parts = os.path.relpath(directory, root).split(os.sep)
+            for name in sorted(files):
+                if not name.endswith(".py"):
+                    continue
+                stem = name[:-3]
+                dotted = ".".join(parts if stem == "__init__" else parts + [stem])
+                modules[dotted] = os.path.join(directory, name)
+    return modules
+
+
+def _is_package(path):
+    return os.path.basename(path) == "__init__.py"
+
+
+def _resolve_relative(module, path, level, target):
+    """The absolute name `from <level dots><target> import ...` refers to inside `module`."""
+    package = module.split(".") if _is_package(path) else module.split(".")[:-1]
+    if level > 1:
+        package = package[:len(package) - (level - 1)]
+    return ".".join(package + ([target] if target else []))
+
+
+def imports_of(module, path, modules):
+    """The project modules `module` (at `path`) imports anywhere in its source, sorted."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), filename=path)
+    targets = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve_relative(module, path, node.level, node.module) if node.level \
+                else node.module
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                targets.add(submodule if submodule in modules else base)
+        elif isinstance(node, ast.Call) and node.args and \
+                isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if name in ("import_module", "__import__"):
+                targets.add(node.args[0].value)
+    edges = set()
+    for target in targets:
+        # `import a.b.C` where C is no module (an error at run time) still depends on a.b.
+        while target and target not in modules:
+            target = target.rpartition(".")[0]
+        if target and target != module:
+            edges.add(target)
+    return sorted(edges)
+
+
+def import_graph(modules):
+    return {module: imports_of(module, path, modules) for module, path in modules.items()}
+
+
+def find_cycles(graph):
+    """One cycle (a list of modules, the first repeated at the end) per strongly connected
+    component of more than one module, or of one module that imports itself; Tarjan's
+    algorithm, iterative."""
+    index, low, on_stack, stack, components = {}, {}, set(), [], []
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(graph[start]))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, successors = work[-1]
+            for succ in successors:
+                if succ not in index:
+                    index[succ] = low[succ] = len(index)
+                    stack.append(succ)
+                    on_stack.add(succ)
+                    work.append((succ, iter(graph[succ])))
+                    break
+                if succ in on_stack:
+                    low[node] = min(low[node], index[succ])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1 or node in graph[node]:
+                        components.append(set(component))
+    return [_cycle_in(graph, component) for component in components]
+
+
+def _cycle_in(graph, component):
+    """A shortest cycle through the component's first module (breadth-first search)."""
+    start = min(component)
+    parents, frontier = {start: None}, [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for succ in graph[node]:
+                if succ == start:
+                    path = [node]
+                    while parents[path[-1]] is not None:
+                        path.append(parents[path[-1]])
+                    return [start] + path[::-1][1:] + [start] if node != start else [start, start]
+                if succ in component and succ not in parents:
+                    parents[succ] = node
+                    following.append(succ)
+        frontier = following
+    raise AssertionError(f"no cycle in {sorted(component)}")
+
+
+def line_counts(modules):
+    counts = {}
+    for module, path in modules.items():
+        with open(path, encoding="utf-8") as f:
+            counts[module] = sum(1 for _ in f)
+    return counts
+
+
+# --- the checks -------------------------------------------------------------------------------
+
+
+def test_no_import_cycles():
+    modules = project_modules()
+    assert "proxyless_tf.train" in modules and "export" in modules  # the walk found the code
+    graph = import_graph(modules)
+    cycles = find_cycles(graph)
+    assert not cycles, "import cycles (lazy imports count):\n" + "\n".join(
+        "  " + " -> ".join(cycle) + _others_in_cycle(graph, cycle) for cycle in cycles)
+
+
+def _others_in_cycle(graph, cycle):
+    """The other modules of the cycle's strongly connected set, which one cut may not free."""
+    def reach(start, edges):
+        seen, todo = {start}, [start]
+        while todo:
+            for succ in edges[todo.pop()]:
+                if succ not in seen:
+                    seen.add(succ)
+                    todo.append(succ)
+        return seen
+    reverse = {m: [n for n in graph if m in graph[n]] for m in graph}
+    others = (reach(cycle[0], graph) & reach(cycle[0], reverse)) - set(cycle)
+    return f"  (in the same knot: {', '.join(sorted(others))})" if others else ""
+
+
+def test_no_module_too_long():
+    modules = project_modules()
+    counts = line_counts(modules)
+    long = {m: n for m, n in counts.items() if n > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines (split them by concern):\n" + "\n".join(
+        f"  {os.path.relpath(modules[m], REPO)}: {n} lines"
+        for m, n in sorted(long.items(), key=lambda item: -item[1]))
+
+
+# --- the checker itself, on small made-up packages ---------------------------------------------
+
+
+def _write(root, files):
+    for rel, text in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def test_checker_sees_lazy_relative_and_reexport_cycles(tmp_path):
+    _write(tmp_path, {
+        "pkg/__init__.py": "from pkg.a import thing\n",           # re-export
+        "pkg/a.py": "def f():\n    from . import b\n",             # lazy, relative
+        "pkg/b.py": "from pkg.sub import name\n",                  # name from sub/__init__
+        "pkg/sub/__init__.py": "from .c import name\n",
+        "pkg/sub/c.py": "def g():\n    import pkg\n",              # the package: its __init__
+        "pkg/free.py": "from pkg.sub import c\nimport pkg.a\n",    # no cycle through here
+        "other/__init__.py": "",
+        "other/x.py": "import importlib\nimportlib.import_module('other.y')\n",
+        "other/y.py": "if __name__ == '__main__':\n    from other import x\n",
+    })
+    modules = project_modules(str(tmp_path), ("pkg", "other"))
+    graph = import_graph(modules)
+    assert graph["pkg.a"] == ["pkg.b"]
+    assert graph["pkg.b"] == ["pkg.sub"]
+    assert graph["pkg.free"] == ["pkg.a", "pkg.sub.c"]
+    cycles = find_cycles(graph)
+    assert sorted(cycles) == [
+        ["other.x", "other.y", "other.x"],
+        ["pkg", "pkg.a", "pkg.b", "pkg.sub", "pkg.sub.c", "pkg"],
+    ]
+
+
+def test_checker_passes_a_layered_package(tmp_path):
+    _write(tmp_path, {
+        "pkg/__init__.py": "from pkg.a import f\nfrom pkg import b\n",
+        "pkg/a.py": "import os\nfrom pkg.low import x\n",
+        "pkg/b.py": "def f():\n    from .low import x\n    from pkg.a import f\n",
+        "pkg/low.py": "import numpy\nx = 1\n",
+    })
+    graph = import_graph(project_modules(str(tmp_path), ("pkg",)))
+    assert graph["pkg.low"] == []
+    assert find_cycles(graph) == []
