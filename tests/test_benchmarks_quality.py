@@ -1,8 +1,10 @@
 """benchmarks/cifar10_quality.py: the pieces that decide what is compared, on tiny spaces and a
-synthetic latency table (no training, no timing): the rejection sampler of the random networks
-and the MAC count."""
+synthetic latency table (no training, no timing): the rejection sampler of the random networks,
+the MAC count, and the bookkeeping of several searches (each against the best random network)
+on made-up results."""
 
 import importlib.util
+import json
 import os
 
 import pytest
@@ -67,3 +69,75 @@ def test_macs_of_a_small_network_by_hand():
 
 def test_short_ops():
     assert bench.short_ops(["k3e6", "zero", "k7e3"]) == "36 -- 73"
+
+
+def fake_row(name, kind, acc, measured_ms=0.44, search_seed=None, supernet=None, derived=None):
+    """A network's line of the results as net_row writes it, with made-up numbers."""
+    row = {"name": name, "kind": kind, "ops": ["k3e6", "zero"], "params": 1000, "macs": 2e6,
+           "predicted_ms": 0.45, "measured_ms": measured_ms,
+           "measured_vs_target": measured_ms / 0.44, "measured_vs_baseline": measured_ms / 0.55,
+           "test_accuracy": [acc], "acc_mean": acc, "acc_std": None, "test_examples": 1000,
+           "train_examples": 1000}
+    if kind == "searched":
+        row.update(search_seed=search_seed, supernet_train_acc=supernet, derived_test_acc=derived)
+    return row
+
+
+def fake_rows():
+    return [fake_row("searched_s1", "searched", 0.45, 0.60, search_seed=1),  # out of order
+            fake_row("searched_s0", "searched", 0.50, search_seed=0, supernet=0.41, derived=0.38),
+            fake_row("searched_s2", "searched", 0.48, search_seed=2, supernet=0.4, derived=0.3),
+            fake_row("baseline", "baseline", 0.49, 0.55),
+            fake_row("random1", "random", 0.46), fake_row("random2", "random", 0.48),
+            fake_row("random3", "random", 0.44)]
+
+
+def test_summary_says_for_each_search_whether_it_beats_the_best_random_network():
+    result = bench.summary(fake_rows(), 0.44, 12.34, quick=True)
+    searched = result["searched"]
+    assert [s["search_seed"] for s in searched] == [0, 1, 2]
+    assert [s["name"] for s in searched] == ["searched_s0", "searched_s1", "searched_s2"]
+    assert [s["beats_best_random"] for s in searched] == [True, False, False]  # s2 ties: no
+    assert [s["random_beaten"] for s in searched] == [3, 1, 2]
+    assert [s["within_10pct"] for s in searched] == [True, False, True]
+    assert searched[0]["supernet_train_acc"] == 0.41 and searched[0]["derived_test_acc"] == 0.38
+    assert searched[1]["supernet_train_acc"] is None  # a search without results.json
+    assert result["best_random"] == "random2" and result["random_acc_max"] == 0.48
+    assert result["search_seeds"] == 3 and result["searched_beating_best_random"] == 1
+    assert result["searched_acc_mean"] == round((0.50 + 0.45 + 0.48) / 3, 4)
+    assert result["random_acc_mean"] == 0.46 and result["random_count"] == 3
+    assert result["baseline_acc"] == 0.49 and result["seeds"] == 1
+    assert result["quick"] is True and result["wall_s"] == 12.3
+    json.dumps(result)  # the last line printed
+
+
+def test_markdown_has_a_line_per_search_against_the_best_random_network():
+    rows = fake_rows()
+    text = bench.markdown(rows, bench.summary(rows, 0.44, 1.0), 0.44, "Target T = 0.440 ms")
+    assert text.startswith("Target T = 0.440 ms\n")
+    assert "best random network (random2, 48.00%)" in text
+    search_lines = [line for line in text.splitlines()
+                    if line.startswith(("| 0 |", "| 1 |", "| 2 |"))]
+    assert len(search_lines) == 3
+    assert search_lines[0].startswith("| 0 | searched_s0 | 41.00 | 38.00 | 50.00 |")
+    assert search_lines[0].endswith("| 3 of 3 | yes |")
+    assert search_lines[1].startswith("| 1 | searched_s1 | - | - | 45.00 |")
+    assert search_lines[1].endswith("| no |")
+    names = [line.split(" | ")[0][2:] for line in text.splitlines()
+             if line.startswith(("| searched_s", "| baseline", "| random"))]
+    assert names == [r["name"] for r in rows]  # every network in the first table
+
+
+def test_steps_bar_counts_the_estimated_seconds_of_the_planned_steps(capsys):
+    steps = bench.Steps()
+    steps.add("search 0", 100.4)
+    steps.add("train baseline seed 0", 20)
+    assert steps.total_s() == 120
+    steps.start_bar()
+    steps.finish("latency")  # not planned (a previous run finished it): the bar stays
+    assert steps.done_s == 0
+    steps.finish("search 0")
+    assert steps.done_s == 100
+    steps.finish("train baseline seed 0")
+    assert steps.done_s == steps.bar.target == 120
+    assert "120/120" in capsys.readouterr().out  # not a terminal: Progbar's one line at the end
