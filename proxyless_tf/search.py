@@ -14,34 +14,29 @@ if __name__ == "__main__":  # before anything loads TensorFlow: no native start-
     from proxyless_tf import quiet
     quiet.start_tensorflow()
 
-import functools
 import math
 import os
 
 from absl import app, logging
 
-from proxyless_tf import data, io_utils, options, reproducible
+from proxyless_tf import api, data, io_utils, options, reproducible
 from proxyless_tf.errors import UsageError, exit_on_usage_error
 
 FLAGS = options.FLAGS
 
 
 def config_from_flags():
+    """The SearchConfig of the flags, checked as the API checks it (proxyless_tf.api)."""
     from proxyless_tf.search_loop import SearchConfig
-    options.check_positive(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
-                           arch_update_every=FLAGS.arch_update_every, weight_lr=FLAGS.weight_lr,
-                           arch_lr=FLAGS.arch_lr)
-    if FLAGS.warmup_epochs < 0 or FLAGS.steps_per_epoch < 0:
-        raise UsageError("--warmup_epochs and --steps_per_epoch must not be negative")
     if not 0 <= FLAGS.seed_fraction <= 1:
         raise UsageError(f"--seed_fraction must be between 0 and 1, got {FLAGS.seed_fraction}")
-    seed_epochs = math.ceil(FLAGS.seed_fraction * FLAGS.warmup_epochs - 1e-9)
+    seed_epochs = math.ceil(FLAGS.seed_fraction * max(FLAGS.warmup_epochs, 0) - 1e-9)
     if seed_epochs and FLAGS.weight_mode != "binary":
         if FLAGS["seed_fraction"].present:
             raise UsageError("--seed_fraction needs --weight_mode=binary (the full mode trains "
                              "every path at once)")
         seed_epochs = 0
-    return SearchConfig(
+    config = SearchConfig(
         epochs=FLAGS.epochs, warmup_epochs=FLAGS.warmup_epochs,
         steps_per_epoch=FLAGS.steps_per_epoch, weight_lr=FLAGS.weight_lr,
         weight_decay=FLAGS.weight_decay, momentum=FLAGS.momentum,
@@ -50,15 +45,17 @@ def config_from_flags():
         arch_update_every=FLAGS.arch_update_every, arch_algo=FLAGS.arch_algo,
         weight_mode=FLAGS.weight_mode, seed=FLAGS.seed, path_sampling=FLAGS.path_sampling,
         seed_epochs=seed_epochs, derive=FLAGS.derive)
+    api.check_search_config(config, prefix="--")
+    options.check_positive(batch_size=FLAGS.batch_size)
+    return config
 
 
 def build_search(output_dir, verbose=1, strategy=None):
-    """Everything the flags describe, ready to run (also used by tests and benchmarks).
-    `strategy`: a tf.distribute strategy (default: TensorFlow's one-device strategy)."""
+    """Everything the flags describe, ready to run (also used by tests and benchmarks): the
+    flags translated into `proxyless_tf.api.make_search`'s arguments. `strategy`: a
+    tf.distribute strategy (default: TensorFlow's one-device strategy)."""
     import tensorflow as tf
     from proxyless_tf import distribute
-    from proxyless_tf.search_loop import BilevelSearch
-    from proxyless_tf.supernet import Supernet
     config = config_from_flags()
     space = options.space_from_flags()  # validates --candidates etc. before loading data
     check_searchable(space)
@@ -76,14 +73,14 @@ def build_search(output_dir, verbose=1, strategy=None):
     space = options.space_from_flags(num_classes=splits.num_classes)
     # Outside the strategy's scope: the latency check converts networks of its own to time them.
     objective = latency_objective(space, strategy)
-    with strategy.scope():  # the supernet's and REINFORCE's variables are mirrored
-        supernet = Supernet(space, alpha_init_std=FLAGS.arch_init_std)
-        make_reinforce = None
-        if config.arch_algo == "reinforce":
-            from proxyless_tf import reinforce as reinforce_lib
-            make_reinforce = functools.partial(reinforce_lib.from_flags, supernet, objective)
-        return BilevelSearch(supernet, splits, config, output_dir, objective, make_reinforce,
-                             verbose, strategy=strategy)
+    make_reinforce = None
+    if config.arch_algo == "reinforce":
+        from proxyless_tf import reinforce as reinforce_lib
+        make_reinforce = lambda supernet, objective, evaluate: reinforce_lib.from_flags(  # noqa
+            supernet, objective, evaluate=evaluate)
+    return api.make_search(space, splits, config, output_dir, objective,
+                           arch_init_std=FLAGS.arch_init_std, reinforce=make_reinforce,
+                           verbose=verbose, strategy=strategy)
 
 
 def check_searchable(space):
@@ -142,18 +139,10 @@ def main(argv):
 
 def export_derived(search, arch, settings):
     """The derived network with the supernet's weights (not retrained) as DIR/derived.KIND.tflite
-    plus its report: its measured LiteRT latency next to the search's target and its table's
-    prediction, right after the search."""
-    import dataclasses
-
-    import export
-    if search.objective is not None:  # the search's own table (refitted here) and target
-        settings = dataclasses.replace(settings, latency_table=search.objective.table.source,
-                                       target_ms=search.objective.target_ms)
+    plus its report (proxyless_tf.api.export_derived): its measured LiteRT latency next to the
+    search's target and its table's prediction, right after the search."""
     output = FLAGS.output or os.path.join(FLAGS.output_dir, f"derived.{settings.kind}.tflite")
-    export.export_model(search.derived_model, output, settings, splits=search.splits, arch=arch,
-                        source="search (supernet weights, batch norm re-estimated)",
-                        weights="supernet", dataset=FLAGS.dataset, search=search.results)
+    api.export_derived(search, arch, output, settings, dataset=FLAGS.dataset)
 
 
 def alpha_digest(net):

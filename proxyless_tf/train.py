@@ -50,24 +50,44 @@ class TrainConfig:
     verbose: int = 1  # Keras fit verbosity: 1 is the progress bar
 
 
+# How the command line names TrainConfig's fields (and the arch's dropout) in its messages.
+FLAG_NAMES = {"epochs": "--train_epochs", "batch_size": "--batch_size", "lr": "--train_lr",
+              "warmup_epochs": "--train_warmup_epochs",
+              "steps_per_epoch": "--train_steps_per_epoch", "momentum": "--momentum",
+              "label_smoothing": "--label_smoothing", "weight_decay": "--weight_decay",
+              "dropout": "--dropout"}
+
+
+def check_config(config, dropout=0.0, names=None):
+    """A UsageError naming the first setting training cannot run with (`names`: how to call
+    each field, FLAG_NAMES on the command line; `proxyless_tf.api.retrain` uses the fields')."""
+    name = lambda field: (names or {}).get(field, field)  # noqa: E731
+    for field in ("epochs", "batch_size", "lr"):
+        value = getattr(config, field)
+        if value is None or value <= 0:
+            raise UsageError(f"{name(field)} must be positive, got {value}")
+    if config.warmup_epochs < 0 or config.steps_per_epoch < 0:
+        raise UsageError(f"{name('warmup_epochs')} and {name('steps_per_epoch')} must not be "
+                         f"negative")
+    if config.warmup_epochs >= config.epochs:
+        raise UsageError(f"{name('warmup_epochs')}={config.warmup_epochs} must be less than "
+                         f"{name('epochs')}={config.epochs}")
+    if not 0 <= config.label_smoothing < 1 or config.weight_decay < 0 or config.momentum < 0:
+        raise UsageError(f"{name('label_smoothing')} must be in [0, 1), {name('weight_decay')} "
+                         f"and {name('momentum')} >= 0")
+    if not 0 <= dropout < 1:
+        raise UsageError(f"{name('dropout')} must be in [0, 1), got {dropout}")
+
+
 def config_from_flags():
-    options.check_positive(train_epochs=FLAGS.train_epochs, batch_size=FLAGS.batch_size,
-                           train_lr=FLAGS.train_lr)
-    if FLAGS.train_warmup_epochs < 0 or FLAGS.train_steps_per_epoch < 0:
-        raise UsageError("--train_warmup_epochs and --train_steps_per_epoch must not be negative")
-    if FLAGS.train_warmup_epochs >= FLAGS.train_epochs:
-        raise UsageError(f"--train_warmup_epochs={FLAGS.train_warmup_epochs} must be less than "
-                         f"--train_epochs={FLAGS.train_epochs}")
-    if not 0 <= FLAGS.label_smoothing < 1 or FLAGS.weight_decay < 0 or FLAGS.momentum < 0:
-        raise UsageError("--label_smoothing must be in [0, 1), --weight_decay and --momentum >= 0")
-    if not 0 <= FLAGS.dropout < 1:
-        raise UsageError(f"--dropout must be in [0, 1), got {FLAGS.dropout}")
-    return TrainConfig(
+    config = TrainConfig(
         epochs=FLAGS.train_epochs, batch_size=FLAGS.batch_size,
         warmup_epochs=FLAGS.train_warmup_epochs, steps_per_epoch=FLAGS.train_steps_per_epoch,
         lr=FLAGS.train_lr, momentum=FLAGS.momentum, weight_decay=FLAGS.weight_decay,
         label_smoothing=FLAGS.label_smoothing, seed=FLAGS.seed,
         deterministic=FLAGS.deterministic)
+    check_config(config, FLAGS.dropout, FLAG_NAMES)
+    return config
 
 
 def default_arch_spec():
