@@ -100,33 +100,11 @@ def latency_table(path: Table, stat: str = "auto") -> "LatencyTable":
     return latency.LatencyTable.load(os.fspath(path), stat=stat)
 
 
-def _checked_table(table, space_, meter, reference, networks, references, rounds, recheck,
-                   cache_dir, progress):
-    """(the table to use on this machine, the reference measured here or None): the check of
-    `latency.machine.checked_table_from_flags`, with its settings as arguments."""
-    from proxyless_tf.latency import cache as cache_lib, check as check_lib
-    log = print if progress else (lambda *args, **kwargs: None)
-    reason = check_lib.unchecked_reason(table)
-    if reason:
-        log(f"latency check: skipped: {reason}", flush=True)
-        return table, None
-    meter.require_compatible(table.settings, f"latency table {table.source}",
-                             "pass a meter= with its settings, or latency_check=False to use "
-                             "it as it is")
-    try:
-        meter.check_available()
-    except UsageError as e:
-        if meter.runtime == "tf_gpu":
-            log(f"latency check: skipped: no GPU here; table {table.source} is used as it is",
-                flush=True)
-            return table, None
-        raise UsageError(f"latency check: {e}; or pass latency_check=False") from None
-    machine_cache = cache_lib.MachineCache(cache_lib.cache_root(cache_dir), space_, meter)
-    check = check_lib.run_check(table, space_, meter, machine_cache.ensure_writable("cache_dir"),
-                                reference, networks, rounds, recheck, progress,
-                                anchors=references)
-    log(check.line(), flush=True)
-    return check.table, check.reference_ms
+# How the latency check names its settings in this API (the commands name their flags).
+_CHECK_WORDS = {"table": "latency table {}", "off": "pass latency_check=False",
+                "compatible": "pass a meter= with its settings, or latency_check=False to use "
+                              "it as it is",
+                "check": "latency check", "cache": "cache_dir", "gpu": "runtime='tf_gpu'"}
 
 
 def latency_objective(space: search_space.SearchSpace, table: Table, *,
@@ -161,9 +139,14 @@ def latency_objective(space: search_space.SearchSpace, table: Table, *,
     if latency_check:
         reference = resolve_arch(target_reference, space, "target_reference") \
             if target_ratio is not None else None
-        table, reference_ms = _checked_table(
-            table, space, meter or latency.Meter(), reference, check_networks, check_references,
-            rounds, recheck, cache_dir, progress=verbose > 0)
+        from proxyless_tf.latency import cache as cache_lib, machine
+        meter = meter or latency.Meter()
+        checked = machine.check_here(
+            table, space, meter, cache_lib.MachineCache(cache_lib.cache_root(cache_dir), space,
+                                                        meter),
+            reference, check_networks, rounds, recheck, check_references,
+            progress=verbose > 0, words=_CHECK_WORDS)
+        table, reference_ms = checked.table, checked.reference_ms
     target = target_from_flags(table, space, target_ms, target_ratio, target_reference,
                                reference_ms)
     objective = latency.LatencyObjective(table, space, target, latency_loss, latency_lambda,

@@ -78,25 +78,41 @@ def checked_table_from_flags(space, meter=None, enabled=None, reference=None, pr
     table = table_from_flags(space, meter, build_missing=enabled, progress=progress)
     if not enabled:
         return Checked(table)
+    return check_here(table, space, meter, cache_from_flags(space, meter), reference,
+                      FLAGS.latency_check_networks, FLAGS.latency_rounds, FLAGS.latency_recheck,
+                      FLAGS.latency_check_references, progress)
+
+
+# How the check's messages name its settings: the command line's flags (FLAG_WORDS) or the
+# Python API's keyword arguments.
+FLAG_WORDS = {"table": "--latency_table={}", "off": "pass --nolatency_check to use it as it is",
+              "compatible": "time a table with these settings here (--latency_table=auto) or "
+                            "pass --nolatency_check to use it as it is",
+              "check": "--latency_check", "cache": "--latency_cache_dir",
+              "gpu": "--latency_runtime=tf_gpu"}
+
+
+def check_here(table, space, meter, machine_cache, reference, networks, rounds, recheck,
+               references, progress=True, words=FLAG_WORDS):
+    """`table` checked against this machine and refitted to it (`check.run_check`), its one
+    line printed when `progress`; a Checked. Skipped, with a line, for a table that names no
+    runtime to time or a GPU table on a machine without one."""
+    log = print if progress else (lambda *args, **kwargs: None)
     reason = unchecked_reason(table)
     if reason:
-        print(f"latency check: skipped: {reason}", flush=True)
+        log(f"latency check: skipped: {reason}", flush=True)
         return Checked(table)
-    meter.require_compatible(table.settings, f"--latency_table={table.source}",
-                             "time a table with these settings here (--latency_table=auto) or "
-                             "pass --nolatency_check to use it as it is")
+    meter.require_compatible(table.settings, words["table"].format(table.source),
+                             words["compatible"])
     try:
         meter.check_available()
     except UsageError as e:
         if meter.runtime == "tf_gpu":  # the table is for a GPU elsewhere: nothing to time here
-            print(f"latency check: skipped: --latency_runtime=tf_gpu and this machine has no "
-                  f"GPU; table {table.source} is used as it is", flush=True)
+            log(f"latency check: skipped: {words['gpu']} and this machine has no GPU; table "
+                f"{table.source} is used as it is", flush=True)
             return Checked(table)
-        raise UsageError(f"--latency_check: {e}; or pass --nolatency_check to use the table "
-                         "as it is") from None
-    machine_cache = cache_from_flags(space, meter).ensure_writable()
-    check = run_check(table, space, meter, machine_cache, reference,
-                      FLAGS.latency_check_networks, FLAGS.latency_rounds, FLAGS.latency_recheck,
-                      progress, anchors=FLAGS.latency_check_references)
-    print(check.line(), flush=True)
+        raise UsageError(f"{words['check']}: {e}; or {words['off']}") from None
+    check = run_check(table, space, meter, machine_cache.ensure_writable(words["cache"]),
+                      reference, networks, rounds, recheck, progress, anchors=references)
+    log(check.line(), flush=True)
     return Checked(check.table, check)
