@@ -36,7 +36,7 @@ TFDS_DIR = os.path.join(os.path.dirname(REPO), "shared", "datasets", "tfds")
 TABLE = os.path.join(REPO, "proxyless_tf", "tables", "mobile_32.json")
 
 FULL = dict(count=10, max_train_examples=10000, batch_size=128, supernet_epochs=10,
-            seed_epochs=4, weight_lr=0.05, train_epochs=6, train_warmup_epochs=1, train_lr=0.05,
+            seed_epochs=4, weight_lr=0.05, train_epochs=3, train_warmup_epochs=1, train_lr=0.05,
             width_multiplier=0.5, depths="2,2,2,2,2,1", recalibration_batches=20,
             output_dir="runs/supernet_ranking")
 QUICK = dict(count=4, max_train_examples=640, batch_size=64, supernet_epochs=2, seed_epochs=1,
@@ -117,7 +117,22 @@ def choose_archs(space, count):
 
 
 def inherited_accuracies(args, space, folder, archs):
-    """Test accuracy of every arch with the supernet's weights, batch norm re-estimated."""
+    """Test accuracy of every arch with the supernet's weights, batch norm re-estimated (kept
+    in SUPERNET/inherited.json: a rerun reuses them)."""
+    saved = os.path.join(folder, "inherited.json")
+    names = sorted(arch.name for arch, _ in archs)
+    if os.path.exists(saved):
+        with open(saved) as f:
+            kept = json.load(f)
+        if sorted(kept["accuracies"]) == names:
+            return kept["accuracies"], kept["test_images"]
+    result, test_images = _evaluate_inherited(args, space, folder, archs)
+    from proxyless_tf import io_utils
+    io_utils.write_json(saved, {"accuracies": result, "test_images": test_images})
+    return result, test_images
+
+
+def _evaluate_inherited(args, space, folder, archs):
     import tensorflow as tf
     from proxyless_tf import data, derived
     from proxyless_tf.supernet import Supernet
