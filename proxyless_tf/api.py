@@ -29,7 +29,7 @@ import os
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Union
 
 from proxyless_tf import architecture, io_utils, reproducible, search_space
-from proxyless_tf.errors import UsageError
+from proxyless_tf.errors import UsageError, require_settings
 
 if TYPE_CHECKING:
     import keras
@@ -204,13 +204,8 @@ def search_config(config: Optional["SearchConfig"] = None, **knobs: Any) -> "Sea
 def check_search_config(config: "SearchConfig", prefix: str = "") -> None:
     """A UsageError naming the first setting the search cannot run with (`prefix` "--": as the
     command line names them)."""
-    for name in ("epochs", "arch_update_every", "weight_lr", "arch_lr"):
-        value = getattr(config, name)
-        if value is None or value <= 0:
-            raise UsageError(f"{prefix}{name} must be positive, got {value}")
-    if config.warmup_epochs < 0 or config.steps_per_epoch < 0:
-        raise UsageError(f"{prefix}warmup_epochs and {prefix}steps_per_epoch must not be "
-                         f"negative")
+    require_settings(config, ("epochs", "arch_update_every", "weight_lr", "arch_lr"),
+                     ("warmup_epochs", "steps_per_epoch"), lambda field: prefix + field)
     choices = {"arch_algo": ("grad", "reinforce"), "weight_mode": ("binary", "full"),
                "derive": ("target", "argmax")}
     for name, allowed in choices.items():

@@ -7,6 +7,18 @@ class UsageError(Exception):
     """Bad input from the user (a flag, a file, a name). The message is one line that names it."""
 
 
+def require_settings(config, positive, non_negative, name=str):
+    """A UsageError naming the first field of `config` (a dataclass of settings) that is not
+    positive, or negative where `non_negative`; `name(field)` is how the user calls it (a flag,
+    a keyword)."""
+    for field in positive:
+        value = getattr(config, field)
+        if value is None or value <= 0:
+            raise UsageError(f"{name(field)} must be positive, got {value}")
+    if any(getattr(config, field) < 0 for field in non_negative):
+        raise UsageError(f"{' and '.join(map(name, non_negative))} must not be negative")
+
+
 def exit_on_usage_error(main):
     """Wraps an absl `main` so a UsageError prints one line to stderr and exits with status 2."""
 

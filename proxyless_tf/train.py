@@ -30,7 +30,7 @@ from proxyless_tf import architecture, io_utils, options, reproducible
 # What export shares with training; build_model and keras_safe stay importable from here.
 from proxyless_tf.arch_flags import (build_model, check_input_size, flag_given,  # noqa: F401
                                      keras_safe, resolve_for_training)
-from proxyless_tf.errors import UsageError, exit_on_usage_error
+from proxyless_tf.errors import UsageError, exit_on_usage_error, require_settings
 
 FLAGS = options.FLAGS
 
@@ -62,13 +62,8 @@ def check_config(config, dropout=0.0, names=None):
     """A UsageError naming the first setting training cannot run with (`names`: how to call
     each field, FLAG_NAMES on the command line; `proxyless_tf.api.retrain` uses the fields')."""
     name = lambda field: (names or {}).get(field, field)  # noqa: E731
-    for field in ("epochs", "batch_size", "lr"):
-        value = getattr(config, field)
-        if value is None or value <= 0:
-            raise UsageError(f"{name(field)} must be positive, got {value}")
-    if config.warmup_epochs < 0 or config.steps_per_epoch < 0:
-        raise UsageError(f"{name('warmup_epochs')} and {name('steps_per_epoch')} must not be "
-                         f"negative")
+    require_settings(config, ("epochs", "batch_size", "lr"),
+                     ("warmup_epochs", "steps_per_epoch"), name)
     if config.warmup_epochs >= config.epochs:
         raise UsageError(f"{name('warmup_epochs')}={config.warmup_epochs} must be less than "
                          f"{name('epochs')}={config.epochs}")
