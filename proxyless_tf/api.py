@@ -113,7 +113,7 @@ def latency_objective(space: search_space.SearchSpace, table: Table, *,
                       latency_lambda: Optional[float] = None, latency_a: float = 0.2,
                       latency_b: float = 0.3, latency_beta: float = 2.0,
                       latency_check: bool = True, meter: Optional["Meter"] = None,
-                      check_networks: int = 3, check_references: int = 0, rounds: int = 3,
+                      check_networks: int = 2, rounds: int = 3,
                       recheck: bool = False, cache_dir: Optional[str] = None,
                       verbose: int = 1) -> "LatencyObjective":
     """The search's latency term for `space`: E[LAT] from `table` and the loss form
@@ -121,8 +121,8 @@ def latency_objective(space: search_space.SearchSpace, table: Table, *,
     or `target_ratio` x the latency of `target_reference` (a reference name, "all:OP" or an
     arch JSON).
 
-    `latency_check` (on, as in the commands): first time `check_networks` networks of the
-    space and the reference on this machine with `meter` (default: LiteRT, 1 thread, batch 1)
+    `latency_check` (on, as in the commands): first time the reference, one uniform network
+    per kernel size and `check_networks` more networks of the space on this machine with `meter` (default: LiteRT, 1 thread, batch 1)
     and refit the table to it when it is off by more than 5%; a ratio target then refers to
     the reference as measured here. Measurements are cached in `cache_dir` (default
     ~/.cache/proxyless_tf/latency). Turn it off for a table measured on the target device."""
@@ -144,7 +144,7 @@ def latency_objective(space: search_space.SearchSpace, table: Table, *,
         checked = machine.check_here(
             table, space, meter, cache_lib.MachineCache(cache_lib.cache_root(cache_dir), space,
                                                         meter),
-            reference, check_networks, rounds, recheck, check_references,
+            reference, check_networks, rounds, recheck,
             progress=verbose > 0, words=_CHECK_WORDS)
         table, reference_ms = checked.table, checked.reference_ms
     target = target_from_flags(table, space, target_ms, target_ratio, target_reference,
@@ -205,7 +205,8 @@ def check_search_config(config: "SearchConfig", prefix: str = "") -> None:
     """A UsageError naming the first setting the search cannot run with (`prefix` "--": as the
     command line names them)."""
     require_settings(config, ("epochs", "arch_update_every", "weight_lr", "arch_lr"),
-                     ("warmup_epochs", "steps_per_epoch"), lambda field: prefix + field)
+                     ("warmup_epochs", "steps_per_epoch", "checkpoint_seconds"),
+                     lambda field: prefix + field)
     choices = {"arch_algo": ("grad", "reinforce"), "weight_mode": ("binary", "full"),
                "derive": ("target", "argmax")}
     for name, allowed in choices.items():

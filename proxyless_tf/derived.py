@@ -34,16 +34,21 @@ def recalibrate_batchnorm(model, dataset, batches=20):
     Returns the number of batches used."""
     layers = batchnorm_layers(model)
     momenta = [layer.momentum for layer in layers]
+    # One compiled forward pass instead of eager calls (4-5 s of the default job's 20 calls):
+    # the momentum is a variable the traced update reads, so that it can change per batch.
+    momentum = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+    forward = tf.function(lambda images: model(images, training=True))
     used = 0
     try:
+        for layer in layers:
+            layer.momentum = momentum
         for images, _ in dataset.take(batches):
-            for layer in layers:  # read by each (eager) call: batch t gets weight 1/(t+1)
-                layer.momentum = used / (used + 1.0)
-            model(images, training=True)
+            momentum.assign(used / (used + 1.0))  # batch t gets weight 1/(t+1)
+            forward(images)
             used += 1
     finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
+        for layer, value in zip(layers, momenta):
+            layer.momentum = value
     return used
 
 

@@ -15,8 +15,10 @@ def require_settings(config, positive, non_negative, name=str):
         value = getattr(config, field)
         if value is None or value <= 0:
             raise UsageError(f"{name(field)} must be positive, got {value}")
-    if any(getattr(config, field) < 0 for field in non_negative):
-        raise UsageError(f"{' and '.join(map(name, non_negative))} must not be negative")
+    for field in non_negative:
+        value = getattr(config, field)
+        if value < 0:
+            raise UsageError(f"{name(field)} must not be negative, got {value}")
 
 
 def exit_on_usage_error(main):

@@ -52,6 +52,11 @@ flags.DEFINE_enum("derive", "target", ["target", "argmax"],
                   "probable network whose predicted latency is within +-5% of it (the argmax of "
                   "alpha when that is; a short search leaves the probabilities spread, and its "
                   "argmax can be far from the target); 'argmax' is the paper's argmax per block.")
+flags.DEFINE_float("checkpoint_seconds", 0.0,
+                   "An epoch's end saves a checkpoint (OUTPUT_DIR/checkpoints, for resuming) when "
+                   "this many seconds have passed since the last one; the last epoch of each "
+                   "phase always saves. 0: every epoch. For epochs of a few seconds, where a "
+                   "save (about 1 s on flags/mobile.cfg's supernet) is a large share.")
 flags.DEFINE_float("seed_fraction", 0.5,
                    "The share of the warm-up epochs (rounded up) that trains the seed network "
                    "(each block at its smallest candidate) alone; it then grows into every "
@@ -242,20 +247,17 @@ flags.DEFINE_string("validate_dir", "runs/latency_validate",
 # proxyless_tf/latency/check.py, docs/latency.md).
 flags.DEFINE_bool("latency_check", True,
                   "search and latency validate: first time a few whole networks here (the "
-                  "--target_ratio reference and --latency_check_networks more) and refit the "
-                  "table's scale and offset to this machine when it is off by more than 5%; a "
+                  "--target_ratio reference, one network per kernel size and "
+                  "--latency_check_networks more) and refit the table to this machine (a scale "
+                  "per kernel size) when it is off by more than 5%; a "
                   "ratio target then refers to the reference as measured here. Measurements "
                   "are cached (--latency_cache_dir): the next run on this machine reuses them. "
                   "Turn it off for a table measured on the target device elsewhere.")
-flags.DEFINE_integer("latency_check_networks", 3,
-                     "Networks of the space the check times besides the reference, spread over "
-                     "the table's predicted latencies (each costs a TFLite conversion, seconds).")
-flags.DEFINE_integer("latency_check_references", 0,
-                     "Published networks the check also times (the lightest and the heaviest "
-                     "the table covers; 1: the heaviest), so that the refit can tell this "
-                     "machine's cost per weight and per part from its scale: predictions of "
-                     "networks far outside the space (the published ones at 32x32) improve, "
-                     "the space's own get a little noisier (docs/latency.md).")
+flags.DEFINE_integer("latency_check_networks", 2,
+                     "Networks of the space the check times besides the reference and one "
+                     "uniform network per kernel size, spread over the table's predicted "
+                     "latencies from the fastest to the median (each costs a TFLite "
+                     "conversion, seconds).")
 flags.DEFINE_bool("latency_recheck", False,
                   "Time the check's networks again instead of reusing the cached measurements.")
 flags.DEFINE_string("latency_cache_dir", None,

@@ -53,6 +53,9 @@ class SearchConfig:
     seed_epochs: int = None           # first warm-up epochs train the seed network alone, which
                                       # then grows into every candidate (proxyless_tf.growth);
                                       # None: half the warm-up; 0: random paths from the start
+    checkpoint_seconds: float = 0.0   # an epoch's end saves a checkpoint when this long has
+                                      # passed since the last (0: every epoch); the last epoch
+                                      # of every phase always saves
 
     def __post_init__(self):
         if self.seed_epochs is None:
@@ -207,6 +210,7 @@ class BilevelSearch:
         if self.chief:
             self.outputs.keep_history_until(start)
         train, valid = self._streams()
+        last_save = time.time()
         try:
             for epoch in range(start, self.config.epochs):
                 record = self._run_epoch(epoch, train, valid)
@@ -214,7 +218,9 @@ class BilevelSearch:
                 if self.chief:  # before the checkpoint: a resumed search rewrites them
                     self.outputs.write_epoch(record, self.derive())
                 self.epoch.assign(epoch + 1)
-                saver.save(checkpoint_number=epoch + 1)
+                if self._checkpoint_due(epoch, time.time() - last_save):
+                    saver.save(checkpoint_number=epoch + 1)
+                    last_save = time.time()
                 for callback in self.epoch_callbacks:
                     callback(self, record)
             if self.chief:
@@ -222,6 +228,17 @@ class BilevelSearch:
         finally:
             distribute.cleanup(write_dir, self.output_dir)
         return self.derive()
+
+    def _checkpoint_due(self, epoch, since_last_save):
+        """Whether the end of `epoch` saves a checkpoint: always at the end of a phase (a resumed
+        search finds the grown supernet) and of the search, and always with several workers
+        (they must agree: each one's clock would differ); else once `checkpoint_seconds` have
+        passed since the last one. Each save takes about a second on the default job's
+        supernet; its epochs take five."""
+        config = self.config
+        return (epoch + 1 == config.epochs or config.phase(epoch) != config.phase(epoch + 1)
+                or distribute.num_workers(self.strategy) > 1
+                or since_last_save >= config.checkpoint_seconds)
 
     def derive(self):
         """The derived architecture: the argmax of alpha per block, or (`derive=\"target\"`, with

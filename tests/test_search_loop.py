@@ -134,6 +134,28 @@ def test_an_interrupted_search_resumes_with_the_same_epoch_step_and_alpha(tmp_pa
     assert int(second.step.numpy()) == 9
 
 
+def test_checkpoint_seconds_saves_at_the_end_of_each_phase_and_when_due(tmp_path, monkeypatch):
+    """Epoch 1 seed, 2 warm-up, 3-6 search, with a checkpoint at most every 100 s of a clock
+    that advances 40 s per epoch."""
+    import proxyless_tf.search_loop as loop
+    clock = [0.0]
+    monkeypatch.setattr(loop.time, "time", lambda: clock[0])
+    search = make_search(tmp_path, epochs=6, warmup_epochs=2, checkpoint_seconds=100)
+    saved = []
+    search.epoch_callbacks.append(lambda s, record: clock.__setitem__(0, clock[0] + 40))
+    original = search.manager.save
+
+    def save(checkpoint_number):
+        saved.append(checkpoint_number)
+        return original(checkpoint_number=checkpoint_number)
+
+    monkeypatch.setattr(search.manager, "save", save)
+    search.run()
+    # 1 and 2 end a phase; 3 and 4 end 40 s and 80 s after 2's save, 5 120 s after; 6 is last
+    assert saved == [1, 2, 5, 6]
+    assert search.manager.latest_checkpoint.endswith("ckpt-6")
+
+
 def test_a_search_on_cifar10_runs_a_few_steps(tmp_path):
     require_shared(os.path.join(TFDS_DIR, "cifar10"))
     search = make_search(tmp_path, dataset="cifar10", data_dir=TFDS_DIR, epochs=1,

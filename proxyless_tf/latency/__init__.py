@@ -32,7 +32,7 @@ import importlib
 
 from proxyless_tf.latency.build import build_table, calibrate, fit_calibration
 from proxyless_tf.latency.cache import MachineCache, cache_root
-from proxyless_tf.latency.check import Check, fit_machine_terms, run_check
+from proxyless_tf.latency.check import Check, fit_group_scales, fit_machine_terms, run_check
 from proxyless_tf.latency.host import host_description
 from proxyless_tf.latency.machine import (AUTO, checked_table_from_flags, table_from_flags,
                                           table_path_from_flags)
@@ -53,7 +53,7 @@ __all__ = [
     "AUTO", "Check", "FORMAT", "LOSS_FORMS", "LatencyObjective", "LatencyTable", "MachineCache",
     "Meter", "OVERHEAD_KEY", "OVERHEAD_PART", "Part", "RUNTIMES", "arch_parts", "block_key",
     "block_part", "build_table", "cache_root", "calibrate", "calibration_archs",
-    "checked_table_from_flags", "combine", "fit_calibration", "fit_machine_terms", "head_key",
+    "checked_table_from_flags", "combine", "fit_calibration", "fit_group_scales", "fit_machine_terms", "head_key",
     "host_description", "logits_key", "meter_from_flags", "objective_from_flags",
     "random_archs", "resolve_arch", "resolve_table_path", "run_check", "scatter_png",
     "space_parts", "spread_archs", "stat_of", "stem_key", "table_from_flags", "table_parts",

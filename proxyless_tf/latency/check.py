@@ -2,19 +2,20 @@
 
 A table measured on one machine ranks networks the same way on another, but its scale may be
 off (docs/latency.md: a table from another VM predicted 0.465 ms for a network that measured
-0.784 ms). Before the search a few whole networks are timed here (the reference of
---target_ratio and networks spread over the space's latencies) and compared with the table's
-predictions; when they are off, the table's machine-level terms are refitted:
+0.784 ms), and not by one factor: machines differ most by depthwise kernel size (on a second
+2-vCPU VM the shipped table's k3 and k5 blocks ran 1.45-1.5x slower, its k7 blocks as fast).
+Before the search a few whole networks are timed here: the reference of --target_ratio, one
+uniform network per kernel size of the space (every block its cheapest op of that kernel) and
+networks spread over the space's latencies. When the table's predictions are off, it is
+refitted with a scale per group of parts (`Part.group`: the blocks by kernel, the rest fixed):
 
-    measured = scale x (the parts' calibrated sum) + ms_per_mweight x weights (M) + offset_ms
+    measured = sum over groups of scale[group] x (the table's prediction of the group's parts)
 
-the cost of computing, of streaming the weights from memory (machines differ most in this:
-measured here, 0.33 ms per million weights against the shipped table's 0.06) and of an invoke.
-The weights' term needs networks with far more weights than the space's, so two published
-networks the table covers (the lightest and the heaviest) are timed too; without them, or
-without enough spread, the fit is `measured = scale x prediction + offset_ms`. Every term keeps
-E[LAT] a differentiable sum over the blocks. The parts' relative costs stay the table's: when
-they do not fit this machine either, the refit cannot help and the check says so.
+For the space's networks the fixed group is a constant, so its scale also takes the machine's
+per-network offset. Where the networks cannot tell the groups apart (too few, a scale would
+not be positive), the fit is one scale and an offset: `measured = scale x prediction +
+offset_ms`. Every term keeps E[LAT] a differentiable sum over the blocks. When the refitted
+table still misses a network by more than 10%, the check says so.
 """
 
 import dataclasses
@@ -27,8 +28,8 @@ from proxyless_tf.errors import UsageError
 from proxyless_tf.latency import cache as cache_lib
 from proxyless_tf.latency.host import host_description
 from proxyless_tf.latency.meter import RUNTIMES, combine, rounded, stat_of, time_networks
-from proxyless_tf.latency.parts import arch_parts
 from proxyless_tf.latency.sampling import spread_archs
+from proxyless_tf.search_space import ZERO, parse_op
 
 REFIT_ABOVE = 0.05  # refit when the networks are off by more than 5% on average
 TOO_NOISY = 0.20    # a network's round medians 20% apart (median over networks): no fit
@@ -56,76 +57,35 @@ def fit_machine_terms(predicted, measured, floor_ms=None):
     return float(scale), float(offset)
 
 
-MIN_WEIGHT_SPREAD = 2.0  # the weights' term is fitted when the networks' weights span 2x
-# Models of the machine, tried in order: the first the networks determine and that stays
-# physical (no negative cost) is used.
-MODELS = (("scale", "ms_per_mweight", "ms_per_part", "offset_ms"),
-          ("scale", "ms_per_part", "offset_ms"),
-          ("scale", "ms_per_mweight", "offset_ms"))
-
-
-def fit_machine_model(parts_ms, mweights, parts, measured, floor=None, models=MODELS):
-    """{term: value} with measured ~ scale x parts_ms + ms_per_mweight x mweights +
-    ms_per_part x parts + offset_ms (the terms of the first of MODELS the networks determine),
-    minimising the squared relative error; None when none is determined and physical. `floor`:
-    (parts_ms, mweights, parts) of the space's fastest network, which must keep at least half
-    of the latency a scale alone would give it."""
+def fit_group_scales(group_ms, measured):
+    """{group: scale} with measured ~ sum over groups of scale x group_ms[group] (the table's
+    prediction of a network's parts by group, `LatencyTable.group_ms`), minimising the squared
+    relative error; None when the networks cannot tell the groups apart (fewer networks than
+    groups + 1, groups that always appear in the same proportion) or a scale is not positive."""
+    groups = sorted({g for row in group_ms for g, ms in row.items() if ms > 0})
     m = np.asarray(measured, float)
-    columns = {"scale": np.asarray(parts_ms, float), "ms_per_mweight": np.asarray(mweights, float),
-               "ms_per_part": np.asarray(parts, float), "offset_ms": np.ones(len(m))}
-    for model in models:
-        if len(m) < len(model) + 2 or not _spans(columns, model):
-            continue
-        design = np.stack([columns[t] / m for t in model], axis=1)
-        coef, *_ = np.linalg.lstsq(design, np.ones(len(m)), rcond=None)
-        terms = dict(zip(model, (float(c) for c in coef)))
-        if any(terms[t] < 0 for t in model if t != "offset_ms"):
-            continue
-        if floor is not None and _value(terms, floor) < 0.5 * _scale_only(columns, m) * floor[0]:
-            continue
-        return terms
-    return None
+    design = np.array([[row.get(g, 0.0) for g in groups] for row in group_ms]) / m[:, None]
+    if len(m) < len(groups) + 1 or np.linalg.matrix_rank(design) < len(groups):
+        return None
+    scales, *_ = np.linalg.lstsq(design, np.ones(len(m)), rcond=None)
+    if np.any(scales <= 0):
+        return None
+    return {g: float(s) for g, s in zip(groups, scales)}
 
 
-def _spans(columns, model):
-    """Whether the networks vary enough in each term besides the scale to tell it apart."""
-    for term in model:
-        values = columns[term]
-        if term == "ms_per_mweight" and values.max() < MIN_WEIGHT_SPREAD * values.min():
-            return False
-        if term == "ms_per_part" and values.max() - values.min() < 3:
-            return False
-    return True
-
-
-def _value(terms, network):
-    parts_ms, mweights, parts = network
-    return (terms["scale"] * parts_ms + terms.get("ms_per_mweight", 0.0) * mweights +
-            terms.get("ms_per_part", 0.0) * parts + terms["offset_ms"])
-
-
-def _scale_only(columns, measured):
-    ratio = columns["scale"] / measured
-    return float(ratio.sum() / (ratio ** 2).sum())
-
-
-def refitted_table(table, scale, offset_ms, path, networks, terms=None):
-    """`table` refitted to this machine, saved at `path`: with `terms` (`fit_machine_model`),
-    scale x (factor x the parts' sum) + its other terms; without, scale x (its whole
-    prediction) + offset_ms."""
-    if terms is None:
-        terms = {"ms_per_mweight": table.ms_per_mweight * scale,
-                 "ms_per_part": table.ms_per_part * scale,
-                 "offset_ms": table.offset_ms * scale + offset_ms}
-    ms_per_mweight = terms.get("ms_per_mweight", table.ms_per_mweight * scale)
-    offset_ms = terms["offset_ms"]
-    calibration = dict(table.calibration, factor=round(table.factor * scale, 6),
-                       ms_per_mweight=round(ms_per_mweight, 6),
-                       ms_per_part=round(terms.get("ms_per_part", 0.0), 6),
-                       offset_ms=round(offset_ms, 6))
+def refitted_table(table, path, networks, scale=1.0, offset_ms=0.0, group_scales=None):
+    """`table` refitted to this machine, saved at `path`: each group of parts times its
+    `group_scales` entry, or (without them) scale x its whole prediction + offset_ms."""
+    if group_scales:
+        calibration = dict(table.calibration, group_scales={
+            g: round(s, 6) for g, s in sorted(group_scales.items())})
+    else:
+        calibration = dict(table.calibration, factor=round(table.factor * scale, 6),
+                           ms_per_mweight=round(table.ms_per_mweight * scale, 6),
+                           offset_ms=round(table.offset_ms * scale + offset_ms, 6))
     refit = {"from": table.source, "from_digest": table.digest(), "host": host_description(),
              "scale": round(scale, 4), "offset_ms": round(offset_ms, 4),
-             "ms_per_mweight": round(ms_per_mweight, 4), "networks": networks,
+             "group_scales": calibration.get("group_scales"), "networks": networks,
              "at": time.strftime("%Y-%m-%d %H:%M:%S")}
     refitted = table.with_calibration(calibration, path, refit=refit)
     refitted.save(path)
@@ -176,7 +136,7 @@ class Check:
     refitted: bool = False
     scale: float = 1.0
     offset_ms: float = 0.0
-    terms: dict = None        # the refit's terms (fit_machine_model; None: scale and offset)
+    group_scales: dict = None  # the refit's scale per group of parts (None: scale and offset)
     archs: list = dataclasses.field(default_factory=list)  # the networks compared
     reference: str = None
     reference_ms: float = None  # the reference measured here (None when too noisy)
@@ -188,9 +148,9 @@ class Check:
     @property
     def after(self):
         """The predictions of the table to use (the refit's, when refitted)."""
-        if self.refitted and self.terms is not None:
+        if self.refitted:
             return [self.table.predict(a) for a in self.archs]
-        return [self.scale * p + self.offset_ms for p in self.predicted]
+        return list(self.predicted)
 
     def line(self):
         """The one line a search prints about its latency model."""
@@ -202,12 +162,10 @@ class Check:
             parts.append(f"measured/predicted {_ratios(self.measured, self.predicted)} before, "
                          f"{_ratios(self.measured, self.after)} after")
         if self.refitted:
-            extra = "" if self.terms is None else "".join(
-                f" {self.terms[t]:+.3f} {unit}" for t, unit in
-                (("ms_per_mweight", "ms/M weights"), ("ms_per_part", "ms/part"))
-                if round(self.terms.get(t, 0.0), 3))
-            parts.append(f"refitted: x{self.scale:.3f}{extra} {self.offset_ms:+.3f} ms, saved "
-                         f"as {self.table.source}")
+            how = (f"x{self.scale:.3f} {self.offset_ms:+.3f} ms" if not self.group_scales else
+                   "per part group " + ", ".join(f"{g} x{v:.3f}"
+                                                 for g, v in self.group_scales.items()))
+            parts.append(f"refitted: {how}, saved as {self.table.source}")
         else:
             parts.append("not refitted" + ("" if self.warning else
                                            f" (within {100 * REFIT_ABOVE:.0f}%)"))
@@ -243,45 +201,34 @@ def _timed(archs, meter, machine_cache, rounds, recheck, progress):
     return {**known, **fresh}, fresh, [d for d in digests if d not in fresh]
 
 
-def weight_anchors(space, table, count=2):
-    """Published networks (in the space's resolution and strides) the table covers, with far
-    more weights than the space's: the lightest and the heaviest of them (`count` 1: the
-    heaviest; 0: none), for the fit of the weights' term."""
-    covered = []
-    for name in architecture.REFERENCE_NAMES:
-        try:
-            arch = architecture.resolve(name, space)
-        except UsageError:  # a space of another shape
-            continue
-        if table.covers(arch):
-            covered.append((sum(part.weights for part in arch_parts(arch)), arch))
-    covered.sort(key=lambda item: item[0])
-    chosen = covered[-1:] if count == 1 else (covered[:1] + covered[-1:] if count > 1 else [])
-    return [arch for _, arch in chosen]
+def kernel_anchors(space, table):
+    """One uniform network per depthwise kernel size of the space's candidates: every block
+    runs the candidate of that kernel the table finds cheapest (`all:k3e3`, ...). Each
+    exposes one group of parts (`Part.group`) for the refit."""
+    by_kernel = {}
+    for op in space.candidates:
+        if op != ZERO:
+            arch = architecture.resolve(f"all:{op}", space)
+            kernel = parse_op(op).kernel
+            if kernel not in by_kernel or table.predict(arch) < table.predict(by_kernel[kernel]):
+                by_kernel[kernel] = arch
+    return [by_kernel[k] for k in sorted(by_kernel)]
 
 
-def _fastest(table, space):
-    """(parts' calibrated sum, weights in millions, parts) of the space's fastest network."""
-    ops = [p.candidates[int(np.argmin(c))] for p, c in
-           zip(space.searchable_positions(), table.space_costs(space)[1])]
-    arch = architecture.from_space(space, ops, name="fastest")
-    return (table.factor * table.raw_sum(arch),
-            sum(part.weights for part in arch_parts(arch)) / 1e6, len(arch_parts(arch)))
-
-
-def run_check(table, space, meter, machine_cache, reference=None, networks=3, rounds=3,
-              recheck=False, progress=True, anchors=0):
-    """Times `reference` (an Architecture, or None) and `networks` networks of `space` spread
-    over the table's predictions (cached in `machine_cache`), compares them with `table` and
-    refits its scale and offset when they are off by more than REFIT_ABOVE. Returns a Check;
-    too noisy measurements leave the table as it is and are not cached."""
+def run_check(table, space, meter, machine_cache, reference=None, networks=2, rounds=3,
+              recheck=False, progress=True):
+    """Times `reference` (an Architecture, or None), one uniform network per kernel size
+    (`kernel_anchors`) and `networks` networks of `space` spread over the table's predictions
+    (cached in `machine_cache`), compares them with `table` and refits it when they are off by
+    more than REFIT_ABOVE. Returns a Check; too noisy measurements leave the table as it is and
+    are not cached."""
     started = time.time()
     if rounds < 1 or networks < 0:
         raise UsageError(f"--latency_rounds must be at least 1 and --latency_check_networks "
                          f"at least 0, got {rounds} and {networks}")
-    archs = _distinct(([reference] if reference is not None else []) +
-                      spread_archs(space, table.predict, networks) +
-                      weight_anchors(space, table, anchors))
+    anchors = kernel_anchors(space, table)
+    archs = _distinct(([reference] if reference is not None else []) + anchors +
+                      spread_archs(space, table.predict, networks, exclude=anchors))
     records, fresh, cached = _timed(archs, meter, machine_cache, rounds, recheck, progress)
     noise = float(np.median([_spread(r["stats"]) for r in fresh.values()])) if fresh else 0.0
     if noise <= TOO_NOISY:
@@ -300,35 +247,29 @@ def run_check(table, space, meter, machine_cache, reference=None, networks=3, ro
                          f"quieter machine or with --latency_quiet=0.25")
     else:
         check.reference_ms = measured[0] if reference is not None else None
-        _refit(check, table, space, machine_cache, richer=bool(anchors))
+        _refit(check, table, space, machine_cache)
     check.seconds = time.time() - started
     return check
 
 
-def _refit(check, table, space, machine_cache, richer=False):
-    """Refits `check.table` when its networks are off by more than REFIT_ABOVE on average;
-    warns when the refit still misses one by more than MISFIT."""
+def _refit(check, table, space, machine_cache):
+    """Refits `check.table` when its networks are off by more than REFIT_ABOVE on average
+    (a scale per group of parts, else one scale and an offset); warns when the refit still
+    misses one by more than MISFIT."""
     if not check.predicted:
         return
     error = np.abs(np.array(check.measured) / np.array(check.predicted) - 1)
     if error.mean() > REFIT_ABOVE:
-        fixed_ms, costs = table.space_costs(space)
-        floor = fixed_ms + float(sum(c.min() for c in costs))
-        # The space's networks alone cannot tell a cost per weight or per part from the scale
-        # (they all have about as many of both): the richer models need the published networks.
-        terms = None if not richer else fit_machine_model(
-            [table.factor * table.raw_sum(a) for a in check.archs],
-            [sum(part.weights for part in arch_parts(a)) / 1e6 for a in check.archs],
-            [len(arch_parts(a)) for a in check.archs], check.measured,
-            floor=_fastest(table, space))
-        if terms is not None:
-            check.terms, check.scale, check.offset_ms = terms, terms["scale"], terms["offset_ms"]
-        else:
+        check.group_scales = fit_group_scales([table.group_ms(a) for a in check.archs],
+                                              check.measured)
+        if check.group_scales is None:
+            fixed_ms, costs = table.space_costs(space)
+            floor = fixed_ms + float(sum(c.min() for c in costs))
             check.scale, check.offset_ms = fit_machine_terms(check.predicted, check.measured,
                                                              floor)
-        check.table = refitted_table(table, check.scale, check.offset_ms,
-                                     machine_cache.refit_path(table), len(check.predicted),
-                                     check.terms)
+        check.table = refitted_table(table, machine_cache.refit_path(table),
+                                     len(check.predicted), check.scale, check.offset_ms,
+                                     check.group_scales)
         check.refitted = True
     worst = float(np.max(np.abs(np.array(check.measured) / np.array(check.after) - 1)))
     if worst > MISFIT:

@@ -80,7 +80,7 @@ def checked_table_from_flags(space, meter=None, enabled=None, reference=None, pr
         return Checked(table)
     return check_here(table, space, meter, cache_from_flags(space, meter), reference,
                       FLAGS.latency_check_networks, FLAGS.latency_rounds, FLAGS.latency_recheck,
-                      FLAGS.latency_check_references, progress)
+                      progress)
 
 
 # How the check's messages name its settings: the command line's flags (FLAG_WORDS) or the
@@ -93,7 +93,7 @@ FLAG_WORDS = {"table": "--latency_table={}", "off": "pass --nolatency_check to u
 
 
 def check_here(table, space, meter, machine_cache, reference, networks, rounds, recheck,
-               references, progress=True, words=FLAG_WORDS):
+               progress=True, words=FLAG_WORDS):
     """`table` checked against this machine and refitted to it (`check.run_check`), its one
     line printed when `progress`; a Checked. Skipped, with a line, for a table that names no
     runtime to time or a GPU table on a machine without one."""
@@ -113,6 +113,6 @@ def check_here(table, space, meter, machine_cache, reference, networks, rounds, 
             return Checked(table)
         raise UsageError(f"{words['check']}: {e}; or {words['off']}") from None
     check = run_check(table, space, meter, machine_cache.ensure_writable(words["cache"]),
-                      reference, networks, rounds, recheck, progress, anchors=references)
+                      reference, networks, rounds, recheck, progress)
     log(check.line(), flush=True)
     return Checked(check.table, check)

@@ -22,6 +22,7 @@ from proxyless_tf.search_space import ZERO, parse_op
 # trivial model. A network is run once, its parts were each run on their own: the prediction
 # adds one overhead and takes it off every part. Tables without it (the official one) are summed.
 OVERHEAD_KEY = "Overhead-invoke"
+FIXED_GROUP = "fixed"  # Part.group of everything but the blocks with an expansion
 
 
 def _hwc(size, channels):
@@ -79,6 +80,20 @@ class Part:
             x = keras.layers.GlobalAveragePooling2D(name="pool")(inputs)
             x = keras.layers.Dense(self.out_channels, name="classifier")(x)
         return keras.Model(inputs, x, name=self.kind)
+
+    @property
+    def group(self):
+        """The part's group in a refit to another machine (`check.py`): a block with an
+        expansion by its depthwise kernel ('k3', 'k5', ...), every other part (stem, the first
+        block without expansion, head, classifier) 'fixed'. Machines differ most by kernel:
+        LiteRT's XNNPACK has a depthwise microkernel per kernel size and instruction set, and
+        on a second 2-vCPU VM the shipped table's k3 and k5 blocks ran 1.45-1.5x slower while
+        its k7 blocks ran as fast (docs/latency.md)."""
+        if self.kind == "block":
+            op = parse_op(self.op)
+            if op.expand > 1:
+                return f"k{op.kernel}"
+        return FIXED_GROUP
 
     @property
     def weights(self):

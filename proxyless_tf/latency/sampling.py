@@ -40,18 +40,21 @@ def calibration_archs(space, count, seed=1000, prefix="calibration"):
     return archs
 
 
-def spread_archs(space, predict, count, seed=2000, pool=64, upto=0.5):
+def spread_archs(space, predict, count, seed=2000, pool=64, upto=0.5, exclude=()):
     """`count` networks whose predicted latencies (`predict(arch)` in ms) spread evenly over
     the faster part of a pool drawn as `calibration_archs` (seeds apart from validation's and
     the calibration's): the fastest, the one at rank `upto` (the median) and evenly spaced
     ranks between. A fit of a scale and a constant needs networks far apart (a few uniform
     samples all cost about the same), and latency targets, fractions of a reference network,
     lie in the faster half; the slowest networks, dominated by a few large kernels, would pull
-    the fit away from there."""
+    the fit away from there. Networks with the same ops as one of `exclude` are not drawn."""
     if count < 1:
         return []
-    candidates = sorted(calibration_archs(space, max(pool, count), seed, prefix="check"),
-                        key=predict)
-    last = max(count - 1, round(upto * (len(candidates) - 1)))
+    taken = {tuple(arch.ops) for arch in exclude}
+    candidates = sorted((a for a in calibration_archs(space, max(pool, count), seed, "check")
+                         if tuple(a.ops) not in taken), key=predict)
+    if not candidates:  # a space of a few networks, all of them excluded
+        return []
+    last = min(len(candidates) - 1, max(count - 1, round(upto * (len(candidates) - 1))))
     ranks = np.unique(np.round(np.linspace(0, last, count)).astype(int))
     return [candidates[i] for i in ranks]

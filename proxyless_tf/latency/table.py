@@ -11,6 +11,9 @@ latency is
 
 where `settings["calibration"]` holds factor, ms_per_mweight (`latency build`/`calibrate`) and
 offset_ms (a refit to another machine, `check.py`); without it the prediction is the plain sum.
+A refit may also scale each group of parts (`Part.group`: the blocks by depthwise kernel, the
+rest 'fixed') by its own `group_scales[group]`, the fixed group carrying the invoke overhead
+and offset_ms; every term stays a sum over the parts, so E[LAT] stays differentiable.
 """
 
 import hashlib
@@ -22,7 +25,7 @@ import numpy as np
 
 from proxyless_tf import io_utils
 from proxyless_tf.errors import UsageError
-from proxyless_tf.latency.parts import OVERHEAD_KEY, arch_parts, space_parts
+from proxyless_tf.latency.parts import FIXED_GROUP, OVERHEAD_KEY, arch_parts, space_parts
 
 FORMAT = "proxyless_tf.latency/1"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -151,12 +154,9 @@ class LatencyTable:
         `build.calibrate`), 0 for tables without one (and calibrations made before it)."""
         return float(self.calibration.get("ms_per_mweight", 0.0))
 
-    @property
-    def ms_per_part(self):
-        """A cost per part of the network (per block, stem and head), from a refit to the
-        machine that runs the search (`check.py`): what an operator's dispatch costs there
-        beyond the invoke overhead the table corrects for. 0 for tables not refitted."""
-        return float(self.calibration.get("ms_per_part", 0.0))
+    def group_scale(self, group):
+        """A refit's scale of one group of parts (`Part.group`), 1 where it has none."""
+        return float((self.calibration.get("group_scales") or {}).get(group, 1.0))
 
     @property
     def offset_ms(self):
@@ -164,11 +164,23 @@ class LatencyTable:
         `check.py`); 0 for tables that were not refitted."""
         return float(self.calibration.get("offset_ms", 0.0))
 
+    def part_ms(self, part):
+        """What `part` adds to a network's prediction: its entry less the invoke overhead,
+        calibrated, plus its weights' cost, times its group's scale."""
+        base = self.factor * (self.ms(part.key) - self.overhead_ms) + \
+            self.ms_per_mweight * part.weights / 1e6
+        return self.group_scale(part.group) * base
+
+    @property
+    def network_ms(self):
+        """What every network adds once: one invoke overhead and a refit's offset."""
+        return self.group_scale(FIXED_GROUP) * (self.factor * self.overhead_ms + self.offset_ms)
+
     def breakdown(self, arch):
-        """(key, ms) of every part of `arch`, then the overhead correction when the table has
-        one: -(number of parts - 1) * the invoke overhead, then the calibration:
-        (factor - 1) * that sum, ms_per_mweight * the network's weights in millions, and the
-        refit's offset."""
+        """(key, ms) of every part of `arch` as the table holds it, then the overhead
+        correction when the table has one: -(number of parts - 1) * the invoke overhead, then
+        what the calibration adds ((factor - 1) * that sum, ms_per_mweight * the network's
+        weights in millions, the refit's offset, each group's scale); they sum to `predict`."""
         parts, rows = self._summed_rows(arch)
         if self.factor != 1.0:
             total = sum(ms for _, ms in rows)
@@ -177,11 +189,14 @@ class LatencyTable:
             mweights = sum(part.weights for part in parts) / 1e6
             rows.append((f"weights {mweights:.3f}M x {self.ms_per_mweight:.4f} ms/M",
                          self.ms_per_mweight * mweights))
-        if self.ms_per_part:
-            rows.append((f"parts {len(parts)} x {self.ms_per_part:.4f} ms",
-                         self.ms_per_part * len(parts)))
         if self.offset_ms:
             rows.append(("offset (refit to this machine)", self.offset_ms))
+        for group in sorted({part.group for part in parts}):
+            scale = self.group_scale(group)
+            if scale != 1.0:
+                unscaled = sum(self.part_ms(p) for p in parts if p.group == group) / scale + \
+                    (self.network_ms / scale if group == FIXED_GROUP else 0.0)
+                rows.append((f"refit: {group} parts x {scale:.4f}", (scale - 1.0) * unscaled))
         return rows
 
     def _summed_rows(self, arch):
@@ -197,9 +212,17 @@ class LatencyTable:
         """The parts' sum with the overhead correction, before the calibration."""
         return float(sum(ms for _, ms in self._summed_rows(arch)[1]))
 
+    def group_ms(self, arch):
+        """{group: ms} of `arch`'s prediction by group of parts (the fixed group with the
+        network's constant terms): what a refit scales (`check.py`)."""
+        groups = {FIXED_GROUP: self.network_ms}
+        for part in arch_parts(arch):
+            groups[part.group] = groups.get(part.group, 0.0) + self.part_ms(part)
+        return groups
+
     def predict(self, arch):
         """Predicted latency of a whole network in ms (a UsageError names a missing key)."""
-        return float(sum(ms for _, ms in self.breakdown(arch)))
+        return float(sum(self.group_ms(arch).values()))
 
     def covers(self, arch):
         return all(part.key in self.entries for part in arch_parts(arch))
@@ -215,10 +238,7 @@ class LatencyTable:
         """(ms of the parts every network of `space` has, [np.array of ms per candidate, in
         `position.candidates` order, for every searchable position]); `zero` costs 0."""
         fixed, searchable = space_parts(space)
-        overhead, factor, per_weight = self.overhead_ms, self.factor, self.ms_per_mweight / 1e6
-        cost = lambda part: factor * (self.ms(part.key) - overhead) + per_weight * part.weights \
-            + self.ms_per_part
-        costs = [np.array([0.0 if part is None else cost(part) for part in options])
+        costs = [np.array([0.0 if part is None else self.part_ms(part) for part in options])
                  for options in searchable]
-        fixed_ms = factor * overhead + self.offset_ms + float(sum(cost(part) for part in fixed))
+        fixed_ms = self.network_ms + float(sum(self.part_ms(part) for part in fixed))
         return fixed_ms, costs

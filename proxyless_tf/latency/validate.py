@@ -90,9 +90,11 @@ def _calibration_lines(settings):
                  f"{calibration.get('n', '?')} networks (seed {calibration.get('seed', '?')})"]
     refit = (settings or {}).get("refit")
     if refit:
-        lines.append(f"refitted to {refit['host']} ({refit['at']}): x{refit['scale']} "
-                     f"{refit['offset_ms']:+} ms from {refit['networks']} networks, table "
-                     f"`{refit['from']}`")
+        groups = refit.get("group_scales")
+        how = (", ".join(f"{g} x{v}" for g, v in groups.items()) if groups else
+               f"x{refit['scale']} {refit['offset_ms']:+} ms")
+        lines.append(f"refitted to {refit['host']} ({refit['at']}): {how} from "
+                     f"{refit['networks']} networks, table `{refit['from']}`")
     return lines
 
 
