@@ -145,6 +145,22 @@ def test_a_table_off_by_kernel_size_is_corrected_group_by_group(tmp_path):
     assert {"all:k3e3", "all:k5e6"} <= set(check.names)
 
 
+def test_a_refitted_table_checked_again_composes_the_two_refits(tmp_path):
+    """A refit passed as --latency_table on a third machine: the new scales multiply the old
+    ones, whether the new fit is per group or (too few networks) one scale and an offset."""
+    space = tiny_space()
+    table = measured_table(space)
+    first = checked(table, MachineMeter(table, groups={"k3": 1.5, "fixed": 2.0}),
+                    tmp_path / "a").table
+    unseen = latency.random_archs(space, 10, seed=7)
+    for how in (dict(), dict(networks=1, reference=None)):  # 3 networks, 3 groups
+        third = MachineMeter(first, scale=1.1, offset=0.3)
+        second = checked(first, third, tmp_path / str(len(how)), **how)
+        assert second.refitted and (second.group_scales is None) == bool(how)
+        assert [second.table.predict(a) for a in unseen] == pytest.approx(
+            [third.time(a)["median"] for a in unseen], rel=1e-3)
+
+
 def test_too_few_networks_to_tell_the_groups_apart_give_one_scale(tmp_path):
     table = measured_table(tiny_space())
     # the two uniform networks alone, against three groups (fixed, k3, k5)

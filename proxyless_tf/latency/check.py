@@ -28,6 +28,7 @@ from proxyless_tf.errors import UsageError
 from proxyless_tf.latency import cache as cache_lib
 from proxyless_tf.latency.host import host_description
 from proxyless_tf.latency.meter import RUNTIMES, combine, rounded, stat_of, time_networks
+from proxyless_tf.latency.parts import FIXED_GROUP
 from proxyless_tf.latency.sampling import spread_archs
 from proxyless_tf.search_space import ZERO, parse_op
 
@@ -75,14 +76,16 @@ def fit_group_scales(group_ms, measured):
 
 def refitted_table(table, path, networks, scale=1.0, offset_ms=0.0, group_scales=None):
     """`table` refitted to this machine, saved at `path`: each group of parts times its
-    `group_scales` entry, or (without them) scale x its whole prediction + offset_ms."""
+    `group_scales` entry, or (without them) scale x its whole prediction + offset_ms. Both
+    compose with a refit the table already carries (a refitted table checked again)."""
     if group_scales:
         calibration = dict(table.calibration, group_scales={
-            g: round(s, 6) for g, s in sorted(group_scales.items())})
-    else:
+            g: round(table.group_scale(g) * s, 6) for g, s in sorted(group_scales.items())})
+    else:  # the fixed group's scale multiplies offset_ms too (LatencyTable.network_ms)
         calibration = dict(table.calibration, factor=round(table.factor * scale, 6),
                            ms_per_mweight=round(table.ms_per_mweight * scale, 6),
-                           offset_ms=round(table.offset_ms * scale + offset_ms, 6))
+                           offset_ms=round(table.offset_ms * scale + offset_ms /
+                                           table.group_scale(FIXED_GROUP), 6))
     refit = {"from": table.source, "from_digest": table.digest(), "host": host_description(),
              "scale": round(scale, 4), "offset_ms": round(offset_ms, 4),
              "group_scales": calibration.get("group_scales"), "networks": networks,
