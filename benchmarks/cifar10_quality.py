@@ -772,8 +772,8 @@ def plan(steps, out, names, base_macs, table_todo, check_todo):
     if table_todo:
         steps.add("table", table_todo * PART_S * FLAGS.latency_rounds
                   + FLAGS.latency_calibrate * 5.0)
-    if check_todo:
-        steps.add("check", (FLAGS.latency_check_networks + 1)
+    if check_todo:  # the spread networks, the reference and a uniform network per kernel
+        steps.add("check", (FLAGS.latency_check_networks + 4)
                   * (CHECK_NETWORK_S + FLAGS.latency_rounds))
     for seed in range(FLAGS.search_seeds):
         if not done(searched_name(seed), "arch.json"):
