@@ -173,6 +173,25 @@ def correlations(x, y):
             "spearman_rho": float(rho), "spearman_p": float(rho_p)}
 
 
+# What each accuracy follows: Spearman's rho of both accuracies with simple counts of the ops,
+# to tell a ranking error of the supernet from one of the short standalone recipe.
+TRAITS = {"depth (blocks not skipped)": lambda ops: sum(op != "zero" for op in ops),
+          "expand-6 blocks": lambda ops: sum(op.endswith("e6") for op in ops)}
+
+
+def traits(rows):
+    from scipy import stats
+    result = {}
+    for name, count in TRAITS.items():
+        counts = [count(r["ops"]) for r in rows]
+        if len(set(counts)) < 2:  # every network alike: nothing to correlate
+            continue
+        result[name] = {which: round(float(stats.spearmanr(counts, [r[key] for r in rows])[0]), 3)
+                        for which, key in (("supernet", "supernet_acc"),
+                                           ("alone", "standalone_acc"))}
+    return result
+
+
 def scatter_png(rows, summary, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -202,8 +221,11 @@ def markdown(rows, summary, args):
              f"({args.seed_epochs} seed); alone: {args.train_epochs} epochs.", "",
              f"**Kendall tau {summary['kendall_tau']:.3f}** (p {summary['kendall_p']:.3g}), "
              f"Spearman rho {summary['spearman_rho']:.3f} (p {summary['spearman_p']:.3g})", "",
-             "| network | ops | predicted ms | supernet acc % | alone acc % |",
-             "|---|---|---|---|---|"]
+             "Spearman's rho of each accuracy with a count of the ops:", ""]
+    for name, rho in summary["traits"].items():
+        lines.append(f"- {name}: supernet {rho['supernet']:+.2f}, alone {rho['alone']:+.2f}")
+    lines += ["", "| network | ops | predicted ms | supernet acc % | alone acc % |",
+              "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['name']} | `{' '.join(r['ops'])}` | {r['predicted_ms']:.3f} | "
                      f"{100 * r['supernet_acc']:.2f} | {100 * r['standalone_acc']:.2f} |")
@@ -234,7 +256,8 @@ def main():
                      "predicted_ms": predicted, "supernet_acc": inherited[arch.name],
                      "standalone_acc": standalone_accuracy(args, out, arch)})
     summary = correlations([r["supernet_acc"] for r in rows], [r["standalone_acc"] for r in rows])
-    summary.update(networks=len(rows), test_images=test_images, quick=args.quick,
+    summary.update(traits=traits(rows), networks=len(rows), test_images=test_images,
+                   quick=args.quick,
                    wall_s=round(time.time() - started, 1))
     io_utils.write_json(os.path.join(out, "results.json"), {"summary": summary, "rows": rows,
                                                              "settings": vars(args)})
