@@ -122,8 +122,9 @@ def latency_objective(space: search_space.SearchSpace, table: Table, *,
     arch JSON).
 
     `latency_check` (on, as in the commands): first time the reference, one uniform network
-    per kernel size and `check_networks` more networks of the space on this machine with `meter` (default: LiteRT, 1 thread, batch 1)
-    and refit the table to it when it is off by more than 5%; a ratio target then refers to
+    per kernel size and `check_networks` more networks of the space on this machine with
+    `meter` (default: LiteRT, 1 thread, batch 1) and refit the table to it (a scale per kernel
+    size) when it is off by more than 5%; a ratio target then refers to
     the reference as measured here. Measurements are cached in `cache_dir` (default
     ~/.cache/proxyless_tf/latency). Turn it off for a table measured on the target device."""
     from proxyless_tf import latency

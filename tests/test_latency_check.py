@@ -138,6 +138,9 @@ def test_a_table_off_by_kernel_size_is_corrected_group_by_group(tmp_path):
     unseen = latency.random_archs(space, 20, seed=7)
     truth = [meter.time(arch)["median"] for arch in unseen]
     assert [check.table.predict(a) for a in unseen] == pytest.approx(truth, rel=1e-4)
+    # `latency predict` shows each group's share: its rows add up to the prediction
+    assert sum(ms for _, ms in check.table.breakdown(unseen[0])) == pytest.approx(truth[0],
+                                                                                rel=1e-4)
     scale, offset = latency.fit_machine_terms(check.predicted, check.measured)
     worst = max(abs((scale * table.predict(a) + offset) / t - 1) for a, t in zip(unseen, truth))
     assert worst > 0.05  # the single scale and offset of before

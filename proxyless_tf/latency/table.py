@@ -191,12 +191,10 @@ class LatencyTable:
                          self.ms_per_mweight * mweights))
         if self.offset_ms:
             rows.append(("offset (refit to this machine)", self.offset_ms))
-        for group in sorted({part.group for part in parts}):
+        for group, ms in sorted(self.group_ms(arch).items()):
             scale = self.group_scale(group)
-            if scale != 1.0:
-                unscaled = sum(self.part_ms(p) for p in parts if p.group == group) / scale + \
-                    (self.network_ms / scale if group == FIXED_GROUP else 0.0)
-                rows.append((f"refit: {group} parts x {scale:.4f}", (scale - 1.0) * unscaled))
+            if scale != 1.0:  # ms is the group's share after the scale
+                rows.append((f"refit: {group} parts x {scale:.4f}", ms * (scale - 1.0) / scale))
         return rows
 
     def _summed_rows(self, arch):
