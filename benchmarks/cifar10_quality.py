@@ -126,7 +126,8 @@ QUICK = dict(
 RECIPE_FLAGS = (
     "dataset", "data_dir", "download", "space", "input_size", "width_multiplier", "widths",
     "depths", "strides", "candidates", "dropout", "batch_size", "valid_fraction",
-    "max_train_examples", "epochs", "warmup_epochs", "seed_fraction", "steps_per_epoch",
+    "max_train_examples", "epochs", "warmup_epochs", "seed_fraction", "skip_rate",
+    "steps_per_epoch",
     "weight_lr", "weight_decay", "momentum", "label_smoothing", "arch_lr", "arch_beta1",
     "arch_beta2", "arch_init_std", "arch_update_every", "arch_algo", "train_epochs",
     "train_warmup_epochs", "train_steps_per_epoch", "train_lr")

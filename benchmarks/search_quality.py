@@ -9,6 +9,8 @@ recipe through `python -m proxyless_tf.search`:
     seed + grow    --seed_fraction=0.5: the seed network (k3e3 everywhere) alone for the first
                    half, grown function-preservingly into every candidate, then random paths
     seed only      --seed_fraction=1: the seed network for every epoch, grown at the end
+    seed + grow + skip  --seed_fraction=0.5 --skip_rate=0.5: as seed + grow, each block that
+                   can be skipped skipped in half the steps (stochastic depth)
     full mode      --weight_mode=full: every path in every step, weighted by its probability
                    (the DARTS-style memory baseline: N paths' memory)
 
@@ -32,10 +34,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 RECIPES = {
-    "random paths": ["--seed_fraction=0"],
-    "seed + grow": ["--seed_fraction=0.5"],
-    "seed only": ["--seed_fraction=1"],
-    "full mode": ["--weight_mode=full", "--seed_fraction=0"],
+    "random paths": ["--seed_fraction=0", "--skip_rate=0"],
+    "seed + grow": ["--seed_fraction=0.5", "--skip_rate=0"],
+    "seed only": ["--seed_fraction=1", "--skip_rate=0"],
+    "seed + grow + skip": ["--seed_fraction=0.5", "--skip_rate=0.5"],
+    "full mode": ["--weight_mode=full", "--seed_fraction=0", "--skip_rate=0"],
 }
 
 

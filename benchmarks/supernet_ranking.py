@@ -36,10 +36,11 @@ TFDS_DIR = os.path.join(os.path.dirname(REPO), "shared", "datasets", "tfds")
 TABLE = os.path.join(REPO, "proxyless_tf", "tables", "mobile_32.json")
 
 FULL = dict(count=10, max_train_examples=10000, batch_size=128, supernet_epochs=10,
-            seed_epochs=4, weight_lr=0.05, train_epochs=3, train_warmup_epochs=1, train_lr=0.05,
+            seed_epochs=4, skip_rate=0.0, weight_lr=0.05, train_epochs=3, train_warmup_epochs=1, train_lr=0.05,
             width_multiplier=0.5, depths="2,2,2,2,2,1", recalibration_batches=20,
             output_dir="runs/supernet_ranking")
 QUICK = dict(count=4, max_train_examples=640, batch_size=64, supernet_epochs=2, seed_epochs=1,
+             skip_rate=0.0,
              weight_lr=0.05, train_epochs=1, train_warmup_epochs=0, train_lr=0.05,
              width_multiplier=0.25, depths="1,1,1,1,1,1", recalibration_batches=2,
              output_dir="runs/supernet_ranking_quick")
@@ -97,7 +98,7 @@ def train_supernet(args, out):
     run("proxyless_tf.search", common_flags(args) + [
         f"--epochs={args.supernet_epochs}", f"--warmup_epochs={args.supernet_epochs}",
         f"--seed_fraction={args.seed_epochs / args.supernet_epochs}",
-        f"--weight_lr={args.weight_lr}",
+        f"--skip_rate={args.skip_rate}", f"--weight_lr={args.weight_lr}",
         f"--output_dir={folder}"], os.path.join(out, "supernet.log"))
     return folder
 

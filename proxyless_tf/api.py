@@ -187,7 +187,8 @@ def search_config(config: Optional["SearchConfig"] = None, **knobs: Any) -> "Sea
     weight_lr, weight_decay, momentum, label_smoothing, arch_lr, arch_beta1, arch_beta2,
     arch_update_every, arch_algo ("grad", "reinforce"), weight_mode ("binary", "full"), seed,
     path_sampling, derive ("target", "argmax"), derive_tolerance, seed_epochs (the first
-    warm-up epochs that train the seed network alone; default half the warm-up)."""
+    warm-up epochs that train the seed network alone; default half the warm-up), skip_rate
+    (seed and warm-up: the probability that a block which can be skipped is skipped)."""
     from proxyless_tf.search_loop import SearchConfig
     fields = {f.name for f in dataclasses.fields(SearchConfig)}
     unknown = sorted(set(knobs) - fields)
@@ -214,6 +215,8 @@ def check_search_config(config: "SearchConfig", prefix: str = "") -> None:
         if getattr(config, name) not in allowed:
             raise UsageError(f"{prefix}{name}={getattr(config, name)!r}: use one of "
                              f"{', '.join(allowed)}")
+    if not 0 <= config.skip_rate < 1:
+        raise UsageError(f"{prefix}skip_rate={config.skip_rate} must be at least 0 and below 1")
     if not 0 <= config.seed_epochs <= config.warmup_epochs:
         raise UsageError(f"seed_epochs={config.seed_epochs} must be between 0 and "
                          f"{prefix}warmup_epochs={config.warmup_epochs}")

@@ -63,6 +63,12 @@ flags.DEFINE_float("seed_fraction", 0.5,
                    "candidate, so that the supernet starts as accurate as the seed "
                    "(proxyless_tf/growth.py). 1: the whole warm-up; 0: random paths from the "
                    "start, as in the paper.")
+flags.DEFINE_float("skip_rate", 0.5,
+                   "In the seed and warm-up phases, the probability that a block which can be "
+                   "skipped (has `zero` among its candidates) is skipped in a weight step "
+                   "(stochastic depth), so that the supernet scores shallow networks as it "
+                   "scores deep ones (docs/search_quality.md). 0: `zero` is one random "
+                   "candidate among the others, never in the seed phase (the recipe before).")
 flags.DEFINE_integer("steps_per_epoch", 0, "Weight steps per epoch (0: one pass over the data).")
 flags.DEFINE_float("weight_lr", 0.025, "Initial learning rate of the weights (cosine decay).")
 flags.DEFINE_float("weight_decay", 4e-5, "L2 on conv/dense kernels.")

@@ -53,6 +53,11 @@ class SearchConfig:
     seed_epochs: int = None           # first warm-up epochs train the seed network alone, which
                                       # then grows into every candidate (proxyless_tf.growth);
                                       # None: half the warm-up; 0: random paths from the start
+    skip_rate: float = 0.5            # seed and warm-up phases: each block that can be skipped
+                                      # is skipped with this probability per weight step
+                                      # (stochastic depth, so that the supernet scores shallow
+                                      # networks fairly; 0: zero is one candidate of the random
+                                      # paths, never in the seed phase)
     checkpoint_seconds: float = 0.0   # an epoch's end saves a checkpoint when this long has
                                       # passed since the last (0: every epoch); the last epoch
                                       # of every phase always saves
@@ -164,8 +169,8 @@ class BilevelSearch:
     def traces(self):
         return self.steps.traces
 
-    def weight_step(self, images, labels, fixed=None):
-        return self.steps.weight_step(images, labels, fixed)
+    def weight_step(self, images, labels, fixed=None, skip_rate=0.0):
+        return self.steps.weight_step(images, labels, fixed, skip_rate)
 
     def arch_step(self, images, labels):
         return self.steps.arch_step(images, labels)
@@ -254,6 +259,7 @@ class BilevelSearch:
     def _run_epoch(self, epoch, train, valid):
         phase = self.config.phase(epoch)
         fixed = growth.seed_paths(self.net) if phase == "seed" else None
+        skip_rate = 0.0 if phase == "search" else self.config.skip_rate
         # A live bar on a terminal; in logs (no TTY) one summary line per epoch instead.
         bar_mode = (1 if sys.stdout.isatty() else 2) if self.verbose else 0
         bar = keras.utils.Progbar(self.steps_per_epoch, verbose=bar_mode,
@@ -263,7 +269,7 @@ class BilevelSearch:
         if self.verbose:
             print(f"epoch {epoch + 1}/{self.config.epochs} ({phase})", flush=True)
         for i in range(self.steps_per_epoch):
-            loss, acc = self.steps.weight_step(*next(train), fixed=fixed)
+            loss, acc = self.steps.weight_step(*next(train), fixed=fixed, skip_rate=skip_rate)
             self._check_finite(float(loss), "weight step loss", epoch, "--weight_lr")
             totals["loss"].append(float(loss))
             totals["acc"].append(float(acc))

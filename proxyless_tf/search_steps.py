@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 
 from proxyless_tf import mixed_op
+from proxyless_tf.search_space import ZERO
 
 
 class SearchSteps:
@@ -49,6 +50,10 @@ class SearchSteps:
         self._compiled_weight_step = tf.function(self._weight_step, autograph=False)
         self.arch_step = tf.function(self._arch_step, autograph=False)
         self._sample_every_path = tf.fill([len(net.mixed_ops), 2], -1)
+        # Per block the index of `zero` among its candidates, -1 where it cannot be skipped.
+        self._zero_index = tf.constant(
+            [m.candidates.index(ZERO) if ZERO in m.candidates else -1 for m in net.mixed_ops],
+            tf.int32)
         self._bn_statistics = [v for v in net.non_trainable_variables
                                if v.name in ("moving_mean", "moving_variance")]
         self._sync_fn = None
@@ -74,29 +79,50 @@ class SearchSteps:
         alone is an ordinary one-path sample."""
         return tf.stack([mixed_op.sample_pair(a, self.rng) for a in self.net.alphas])
 
-    def weight_step(self, images, labels, fixed=None):
-        """One weight step on a training batch; `fixed` (default: none) as in `_weight_step`.
-        Returns the loss and the accuracy of the paths it trained."""
+    def weight_step(self, images, labels, fixed=None, skip_rate=0.0):
+        """One weight step on a training batch; `fixed` (default: none) and `skip_rate` as in
+        `_weight_step`. Returns the loss and the accuracy of the paths it trained."""
         fixed = self._sample_every_path if fixed is None else tf.constant(fixed, tf.int32)
-        return self._compiled_weight_step(images, labels, fixed)
+        return self._compiled_weight_step(images, labels, fixed,
+                                          tf.constant(skip_rate, tf.float32))
 
-    def _weight_step(self, images, labels, fixed):
+    def _weight_step(self, images, labels, fixed, skip_rate):
         """`fixed`: int32 [num_searchable, 2], the paths to train, or -1 where a path is to be
-        sampled (the seed phase fixes them all; a tensor, so that it does not retrace)."""
+        sampled (the seed phase fixes them all); `skip_rate`: see `training_paths`. Both are
+        tensors, so that a new phase does not retrace."""
         self.traces["weight"] += 1  # Python side effect: counts traces, not calls
         if self.config.path_sampling == "shared":
-            paths = tf.where(fixed >= 0, fixed, self.sample_paths())  # in cross-replica context
+            paths = self.training_paths(fixed, skip_rate)  # in cross-replica context
             args = (images, labels, paths)
         else:
-            args = (images, labels, None, fixed)
+            args = (images, labels, None, fixed, skip_rate)
         loss, accuracy = self.strategy.run(self._weight_replica_step, args=args)
         self.counters["step"].assign_add(1)
         return self._sum(loss), self._sum(accuracy)
 
-    def _weight_replica_step(self, images, labels, paths=None, fixed=None):
+    def training_paths(self, fixed, skip_rate):
+        """The paths a weight step trains: `fixed` where it is >= 0, a sample from softmax(alpha)
+        elsewhere. With skip_rate > 0 (the seed and warm-up phases, when the search's
+        `skip_rate` is set) every block that can be skipped is skipped with that probability,
+        and otherwise trains that path or, where it drew `zero`, its second draw: stochastic
+        depth, so that the supernet learns to run with blocks skipped and scores shallow
+        networks as it scores deep ones."""
+        paths = tf.where(fixed >= 0, fixed, self.sample_paths())
+        if not self.config.skip_rate:  # no draws: the sampling stream is as without the option
+            return paths
+        first, second = paths[:, 0], paths[:, 1]
+        # Gumbel top-2: the second draw is a sample of the candidates other than the first.
+        other = tf.where(tf.equal(first, self._zero_index), second, first)
+        draws = self.rng.uniform(tf.shape(first))
+        skipped = (self._zero_index >= 0) & (draws < skip_rate)
+        chosen = tf.where(skipped, self._zero_index, other)
+        first = tf.where(skip_rate > 0, chosen, first)
+        return tf.stack([first, second], axis=1)
+
+    def _weight_replica_step(self, images, labels, paths=None, fixed=None, skip_rate=None):
         shared = paths is not None
         if paths is None:
-            paths = tf.where(fixed >= 0, fixed, self.sample_paths())  # this replica's stream
+            paths = self.training_paths(fixed, skip_rate)  # this replica's stream
         if self.config.weight_mode == "full":
             return self._full_weight_step(images, labels)
         # The sampled paths' weights, picked as tensors: the tape differentiates with respect to

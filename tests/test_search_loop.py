@@ -58,6 +58,51 @@ def test_changing_the_sample_does_not_retrace_the_steps(tmp_path):
     assert search.traces == {"weight": 1, "arch": 1}
 
 
+def _path_shares(search, fixed, skip_rate, draws=1500):
+    """Per block, the share of weight steps that would train each candidate."""
+    counts = np.zeros([len(search.net.mixed_ops), 8])
+    fixed, skip_rate = tf.constant(fixed, tf.int32), tf.constant(skip_rate, tf.float32)
+    draw = tf.function(search.steps.training_paths)
+    for _ in range(draws):
+        counts[np.arange(len(counts)), draw(fixed, skip_rate)[:, 0].numpy()] += 1
+    return counts / draws
+
+
+def test_skip_rate_skips_blocks_in_the_seed_and_warm_up_phases_only(tmp_path):
+    from proxyless_tf import growth
+    search = make_search(tmp_path, skip_rate=0.5)
+    seed, sample = growth.seed_paths(search.net), -np.ones_like(growth.seed_paths(search.net))
+    skippable = [m.candidates.index("zero") if "zero" in m.candidates else None
+                 for m in search.net.mixed_ops]
+    assert any(z is not None for z in skippable) and any(z is None for z in skippable)
+    seed_phase, warm_up = _path_shares(search, seed, 0.5), _path_shares(search, sample, 0.5)
+    search_phase = _path_shares(search, sample, 0.0)
+    for b, (m, zero) in enumerate(zip(search.net.mixed_ops, skippable)):
+        n = len(m.candidates)
+        if zero is None:  # never skipped: the seed, or a uniform candidate
+            assert seed_phase[b, seed[b, 0]] == 1
+            np.testing.assert_allclose(warm_up[b, :n], 1 / n, atol=0.05)
+            continue
+        # skipped half the time; otherwise the seed, or a uniform candidate other than zero
+        assert seed_phase[b, zero] == pytest.approx(0.5, abs=0.05)
+        assert seed_phase[b, seed[b, 0]] == pytest.approx(0.5, abs=0.05)
+        assert warm_up[b, zero] == pytest.approx(0.5, abs=0.05)
+        others = np.delete(warm_up[b, :n], zero)
+        np.testing.assert_allclose(others, 0.5 / (n - 1), atol=0.04)
+        # the search phase samples softmax(alpha) as it is: zero is one candidate of n
+        assert search_phase[b, zero] == pytest.approx(1 / n, abs=0.04)
+
+
+def test_without_skip_rate_the_sampling_stream_is_unchanged(tmp_path):
+    search = make_search(tmp_path, skip_rate=0.0)
+    sample = tf.fill([len(search.net.mixed_ops), 2], -1)
+    search.rng.reset_from_seed(3)
+    plain = [search.sample_paths().numpy() for _ in range(3)]
+    search.rng.reset_from_seed(3)
+    trained = [search.steps.training_paths(sample, tf.constant(0.5)).numpy() for _ in range(3)]
+    np.testing.assert_array_equal(plain, trained)
+
+
 def test_arch_step_moves_only_the_sampled_pair_and_keeps_the_others(tmp_path):
     search = make_search(tmp_path)
     net = search.net

@@ -12,10 +12,11 @@ ALL_CANDIDATES = ("k3e3", "k3e6", "k5e3", "k5e6", "k7e3", "k7e6", "zero")
 
 def test_a_small_supernet_with_every_candidate_learns_digits_in_160_steps(tmp_path):
     """Six searchable blocks of seven candidates, 4 warm-up epochs of 40 weight steps at batch
-    32, the default recipe (the seed network for the first half of the warm-up, then grown).
-    Measured on the 2-vCPU VM: 34% sampled-path accuracy in the last epoch, 28% for the derived
-    network on the test split; with seed_epochs=0 (random paths from the start, the recipe
-    before issue 13) 10.6% and 9.7%, chance being 10%."""
+    32, the default recipe (the seed network for the first half of the warm-up, then grown;
+    skippable blocks skipped in half the steps). Measured on the 2-vCPU VM: 24% sampled-path
+    accuracy in the last epoch, 20% for the derived network on the test split (36% and 28%
+    without the skips, skip_rate=0); with seed_epochs=0 and skip_rate=0 (random paths from the
+    start, the recipe before issue 13) 9.8% and 4.7%, chance being 10%."""
     reproducible.seed_everything(0)
     splits = data.load("digits", 16, 32)
     space = tiny_space(num_classes=splits.num_classes, candidates=ALL_CANDIDATES,
@@ -26,5 +27,5 @@ def test_a_small_supernet_with_every_candidate_learns_digits_in_160_steps(tmp_pa
     search = BilevelSearch(Supernet(space), splits, config, str(tmp_path), verbose=0)
     search.run()
     assert len(search.net.mixed_ops) == 6
-    assert search.results["supernet_train_acc"] >= 0.25
-    assert search.results["derived_test_acc"] >= 0.20
+    assert search.results["supernet_train_acc"] >= 0.18
+    assert search.results["derived_test_acc"] >= 0.15
