@@ -5,7 +5,8 @@ On CIFAR-10 (`../shared/datasets/tfds`, TFDS format), the `flags/mobile.cfg` spa
 
   1. a supernet trained the library's way, weights only: `python -m proxyless_tf.search` with
      --epochs equal to --warmup_epochs (the seed network first, grown into every candidate,
-     then random paths), into OUTPUT_DIR/supernet;
+     then random paths; skippable blocks skipped with probability --skip_rate, the library's
+     0.5 by default), into OUTPUT_DIR/supernet;
   2. --count architectures spread evenly over the space's predicted latencies (the shipped
      table `proxyless_tf/tables/mobile_32.json`, used only to spread them) from a pool that
      spans small to large networks;
@@ -36,11 +37,11 @@ TFDS_DIR = os.path.join(os.path.dirname(REPO), "shared", "datasets", "tfds")
 TABLE = os.path.join(REPO, "proxyless_tf", "tables", "mobile_32.json")
 
 FULL = dict(count=10, max_train_examples=10000, batch_size=128, supernet_epochs=10,
-            seed_epochs=4, skip_rate=0.0, weight_lr=0.05, train_epochs=3, train_warmup_epochs=1, train_lr=0.05,
+            seed_epochs=4, skip_rate=0.5, weight_lr=0.05, train_epochs=3, train_warmup_epochs=1, train_lr=0.05,
             width_multiplier=0.5, depths="2,2,2,2,2,1", recalibration_batches=20,
             output_dir="runs/supernet_ranking")
 QUICK = dict(count=4, max_train_examples=640, batch_size=64, supernet_epochs=2, seed_epochs=1,
-             skip_rate=0.0,
+             skip_rate=0.5,
              weight_lr=0.05, train_epochs=1, train_warmup_epochs=0, train_lr=0.05,
              width_multiplier=0.25, depths="1,1,1,1,1,1", recalibration_batches=2,
              output_dir="runs/supernet_ranking_quick")
@@ -219,7 +220,8 @@ def markdown(rows, summary, args):
     lines = ["# Supernet ranking on CIFAR-10", "",
              f"{len(rows)} networks of the space, {args.max_train_examples} training images, "
              f"{summary['test_images']} test images. Supernet: {args.supernet_epochs} epochs "
-             f"({args.seed_epochs} seed); alone: {args.train_epochs} epochs.", "",
+             f"({args.seed_epochs} seed), skip rate {args.skip_rate:g}; alone: {args.train_epochs} "
+             "epochs.", "",
              f"**Kendall tau {summary['kendall_tau']:.3f}** (p {summary['kendall_p']:.3g}), "
              f"Spearman rho {summary['spearman_rho']:.3f} (p {summary['spearman_p']:.3g})", "",
              "Spearman's rho of each accuracy with a count of the ops:", ""]

@@ -2,7 +2,8 @@
 
 * the weight step, on a training batch: the sampled path of every block (binary gates), trained
   alone; only the sampled candidates' variables are read, differentiated and updated
-  (`proxyless_tf.paths`);
+  (`proxyless_tf.paths`). Before the search phase the paths are the seed's or uniform draws,
+  with blocks skipped at random (`training_paths`: stochastic depth, `skip_rate`);
 * the architecture step, on a validation batch: two sampled paths per block mixed by binary
   gates, dL/dg from the tape turned into dL/dalpha (Eq. 4, `mixed_op.binary_gate_alpha_grad`),
   the latency term's gradient added, an Adam step, then the rescale that keeps the unsampled

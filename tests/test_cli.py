@@ -13,6 +13,7 @@ SMOKE = ["--flagfile=flags/mobile.cfg", "--flagfile=flags/smoke.cfg"]
     (["--candidates=k3e3,k4e6"], ["--candidates", "k4e6"]),
     (["--epochs=0"], ["--epochs"]),
     (["--batch_size=-8"], ["--batch_size"]),
+    (["--skip_rate=1"], ["--skip_rate"]),
     (["--dataset=cifar10", "--data_dir=/nonexistent/tfds"], ["--data_dir", "/nonexistent/tfds"]),
     (["--dataset=no_such_dataset", "--data_dir=TMP"], ["--dataset", "no_such_dataset"]),
     (["--output_dir=TMP/a_file/run"], ["--output_dir"]),
