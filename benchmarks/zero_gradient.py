@@ -1,0 +1,121 @@
+"""Does the binary-gate gradient judge `zero` as the loss does? (issue 13, docs/search_quality.md)
+
+In a searched supernet (a `python -m proxyless_tf.search` output directory on CIFAR-10), for
+validation batches and each block that can be skipped: the other blocks take a path drawn from
+softmax(alpha), the block itself a candidate other than `zero` drawn the same way (`op`). Then,
+as the architecture step computes it (mode "two", batch-norm batch statistics):
+
+  * the actual cross-entropy with the block at `op` and at `zero`: which network is better;
+  * dCE/dg of the pair's gates, with `op`'s gate on and with `zero`'s gate on. `zero`'s output
+    is 0, so its own dCE/dg is 0 and the update of its alpha is -p_op * p_zero * dCE/dg_op
+    (Eq. 4): the step raises alpha_zero exactly when dCE/dg_op > 0.
+
+It reports, per block and overall, how often `zero` is actually better (CE lower) and how often
+the gradient would raise alpha_zero, with each gate state weighted as the step draws it
+(p_op : p_zero). The latency term is left out: this is the accuracy signal alone.
+
+    python benchmarks/zero_gradient.py --search_dir=runs/cq_skip50/search_seed0
+"""
+
+import argparse
+import json
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+TFDS_DIR = os.path.join(os.path.dirname(REPO), "shared", "datasets", "tfds")
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--search_dir", required=True,
+                        help="a search's output directory (its checkpoints/ are read)")
+    parser.add_argument("--batches", type=int, default=20, help="validation batches")
+    parser.add_argument("--width_multiplier", type=float, default=0.5)
+    parser.add_argument("--depths", default="2,2,2,2,2,1")
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--max_train_examples", type=int, default=5000)
+    parser.add_argument("--data_dir", default=TFDS_DIR)
+    args = parser.parse_args()
+    if not os.path.isdir(os.path.join(args.search_dir, "checkpoints")):
+        parser.error(f"--search_dir={args.search_dir}: no checkpoints/ there")
+    return args
+
+
+def gate_state(net, images, labels, paths, block, on):
+    """CE and dCE/dg of block `block`'s pair (op, zero) with gate `on` (0: op, 1: zero) on."""
+    import tensorflow as tf
+    pairs = tf.stack([paths, paths], axis=1)
+    pairs = tf.tensor_scatter_nd_update(pairs, [[block, 1]], [net.mixed_ops[block].candidates
+                                                              .index("zero")])
+    gates = tf.one_hot(tf.fill([len(paths)], 0), 2).numpy()
+    gates[block] = [1.0, 0.0] if on == 0 else [0.0, 1.0]
+    gates = tf.constant(gates)
+    with tf.GradientTape() as tape:
+        tape.watch(gates)
+        logits = net(images, mode="two", paths=pairs, gates=gates, training=True)
+        ce = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
+            labels, logits, from_logits=True))
+    return float(ce), tape.gradient(ce, gates)[block].numpy()
+
+
+def main():
+    args = parse_args()
+    from proxyless_tf import quiet
+    quiet.start_tensorflow()
+    import numpy as np
+    import tensorflow as tf
+    from proxyless_tf import data
+    from proxyless_tf.search_space import small_input_space
+    from proxyless_tf.supernet import Supernet
+    space = small_input_space(width_multiplier=args.width_multiplier,
+                              depths=tuple(int(d) for d in args.depths.split(",")))
+    net = Supernet(space)
+    latest = tf.train.latest_checkpoint(os.path.join(args.search_dir, "checkpoints"))
+    tf.train.Checkpoint(supernet=net).restore(latest).expect_partial()
+    splits = data.load("cifar10", 32, args.batch_size, args.data_dir, False, 0.1, 0,
+                       args.max_train_examples)
+    rng = np.random.default_rng(0)
+    probs = [tf.nn.softmax(a).numpy() for a in net.alphas]
+    skippable = [s for s, m in enumerate(net.mixed_ops) if "zero" in m.candidates]
+    rows = {s: [] for s in skippable}
+    for images, labels in splits.valid.take(args.batches):
+        paths = np.array([rng.choice(len(p), p=p) for p in probs], np.int32)
+        for s in skippable:
+            m, p = net.mixed_ops[s], probs[s]
+            zero = m.candidates.index("zero")
+            others = np.delete(np.arange(len(p)), zero)
+            op = rng.choice(others, p=p[others] / p[others].sum())
+            block_paths = paths.copy()
+            block_paths[s] = op
+            ce_op, grad_op_on = gate_state(net, images, labels, tf.constant(block_paths), s, 0)
+            ce_zero, grad_zero_on = gate_state(net, images, labels, tf.constant(block_paths), s, 1)
+            w_op = p[op] / (p[op] + p[zero])  # the step's chance of drawing op's gate on
+            expected = w_op * grad_op_on[0] + (1 - w_op) * grad_zero_on[0]  # dCE/dg_op
+            rows[s].append({"op": m.candidates[op], "ce_op": ce_op, "ce_zero": ce_zero,
+                            "dce_dg_op": float(expected), "dce_dg_zero": float(grad_op_on[1])})
+    summary = {"search_dir": args.search_dir, "batches": args.batches, "blocks": {}}
+    for s, r in rows.items():
+        summary["blocks"][s] = {
+            "p_zero": round(float(probs[s][net.mixed_ops[s].candidates.index("zero")]), 3),
+            "zero_better": round(float(np.mean([x["ce_zero"] < x["ce_op"] for x in r])), 3),
+            "mean_ce_zero_minus_op": round(float(np.mean([x["ce_zero"] - x["ce_op"] for x in r])), 4),
+            "gradient_raises_zero": round(float(np.mean([x["dce_dg_op"] > 0 for x in r])), 3),
+            "max_abs_dce_dg_zero": float(np.max([abs(x["dce_dg_zero"]) for x in r]))}
+    every = [x for r in rows.values() for x in r]
+    summary["overall"] = {
+        "pairs": len(every),
+        "zero_better": round(float(np.mean([x["ce_zero"] < x["ce_op"] for x in every])), 3),
+        "gradient_raises_zero": round(float(np.mean([x["dce_dg_op"] > 0 for x in every])), 3),
+        "agree": round(float(np.mean([(x["ce_zero"] < x["ce_op"]) == (x["dce_dg_op"] > 0)
+                                      for x in every])), 3)}
+    for s, b in summary["blocks"].items():
+        print(f"block {s}: p(zero) {b['p_zero']}, zero better in {100 * b['zero_better']:.0f}% "
+              f"of batches (mean CE zero - op {b['mean_ce_zero_minus_op']:+.4f}), gradient "
+              f"raises alpha_zero in {100 * b['gradient_raises_zero']:.0f}%", flush=True)
+    print(json.dumps(summary["overall"]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
