@@ -37,7 +37,8 @@ TFDS_DIR = os.path.join(os.path.dirname(REPO), "shared", "datasets", "tfds")
 TABLE = os.path.join(REPO, "proxyless_tf", "tables", "mobile_32.json")
 
 FULL = dict(count=10, max_train_examples=10000, batch_size=128, supernet_epochs=10,
-            seed_epochs=4, skip_rate=0.5, weight_lr=0.05, train_epochs=3, train_warmup_epochs=1, train_lr=0.05,
+            seed_epochs=4, skip_rate=0.5, weight_lr=0.05, train_epochs=3, train_warmup_epochs=1,
+            train_lr=0.05,
             width_multiplier=0.5, depths="2,2,2,2,2,1", recalibration_batches=20,
             output_dir="runs/supernet_ranking")
 QUICK = dict(count=4, max_train_examples=640, batch_size=64, supernet_epochs=2, seed_epochs=1,

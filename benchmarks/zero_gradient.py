@@ -100,7 +100,8 @@ def main():
         summary["blocks"][s] = {
             "p_zero": round(float(probs[s][net.mixed_ops[s].candidates.index("zero")]), 3),
             "zero_better": round(float(np.mean([x["ce_zero"] < x["ce_op"] for x in r])), 3),
-            "mean_ce_zero_minus_op": round(float(np.mean([x["ce_zero"] - x["ce_op"] for x in r])), 4),
+            "mean_ce_zero_minus_op": round(float(np.mean([x["ce_zero"] - x["ce_op"]
+                                                          for x in r])), 4),
             "gradient_raises_zero": round(float(np.mean([x["dce_dg_op"] > 0 for x in r])), 3),
             "max_abs_dce_dg_zero": float(np.max([abs(x["dce_dg_zero"]) for x in r]))}
     every = [x for r in rows.values() for x in r]

@@ -93,6 +93,17 @@ def test_skip_rate_skips_blocks_in_the_seed_and_warm_up_phases_only(tmp_path):
         assert search_phase[b, zero] == pytest.approx(1 / n, abs=0.04)
 
 
+def test_the_loop_skips_in_the_seed_and_warm_up_phases_and_not_in_the_search(tmp_path):
+    search = make_search(tmp_path, epochs=3, warmup_epochs=2, seed_epochs=1, skip_rate=0.3,
+                         steps_per_epoch=1)
+    rates = []
+    step = search.steps.weight_step
+    search.steps.weight_step = lambda *a, fixed=None, skip_rate=0.0: (
+        rates.append(skip_rate) or step(*a, fixed=fixed, skip_rate=skip_rate))
+    search.run()
+    assert rates == [0.3, 0.3, 0.0]  # seed, warm-up, search
+
+
 def test_without_skip_rate_the_sampling_stream_is_unchanged(tmp_path):
     search = make_search(tmp_path, skip_rate=0.0)
     sample = tf.fill([len(search.net.mixed_ops), 2], -1)
