@@ -60,7 +60,8 @@ def test_changing_the_sample_does_not_retrace_the_steps(tmp_path):
 
 def _path_shares(search, fixed, skip_rate, draws=1500):
     """Per block, the share of weight steps that would train each candidate."""
-    counts = np.zeros([len(search.net.mixed_ops), 8])
+    counts = np.zeros([len(search.net.mixed_ops), max(len(m.candidates)
+                                                       for m in search.net.mixed_ops)])
     fixed, skip_rate = tf.constant(fixed, tf.int32), tf.constant(skip_rate, tf.float32)
     draw = tf.function(search.steps.training_paths)
     for _ in range(draws):
