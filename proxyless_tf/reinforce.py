@@ -13,6 +13,7 @@ LAT comes from the latency table, or (`--latency_source=measure`) from convertin
 network to TFLite and timing it, cached per architecture.
 """
 
+import json
 import math
 
 import keras
@@ -34,6 +35,21 @@ def reward(accuracy, latency_ms, target_ms=None, form="mul", w=-0.07, beta=-0.5)
     if form == "mul":
         return accuracy * ratio ** w
     return accuracy + beta * abs(ratio - 1.0)
+
+
+class SamplerState(tf.train.experimental.PythonState):
+    """A NumPy generator's state as an item of a tf.train.Checkpoint, so that a resumed search
+    draws the architectures an uninterrupted one would (the keras-tuner oracle keeps the same
+    state in its JSON instead)."""
+
+    def __init__(self, rng):
+        self.rng = rng
+
+    def serialize(self):
+        return json.dumps(self.rng.bit_generator.state)
+
+    def deserialize(self, string_value):
+        self.rng.bit_generator.state = json.loads(string_value)
 
 
 class Reinforce:
@@ -166,7 +182,8 @@ class Reinforce:
         """What to add to a tf.train.Checkpoint to resume REINFORCE exactly (the alphas are
         the supernet's)."""
         return {"reinforce_optimizer": self.optimizer, "reinforce_baseline": self.baseline,
-                "reinforce_baseline_set": self.baseline_set}
+                "reinforce_baseline_set": self.baseline_set,
+                "reinforce_sampler": SamplerState(self.rng)}
 
 
 def from_flags(supernet, objective, optimizer=None, evaluate=None):

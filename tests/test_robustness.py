@@ -83,6 +83,22 @@ def test_a_search_killed_and_rerun_ends_as_the_uninterrupted_one(uninterrupted, 
     assert history(uninterrupted) == history(tmp_path)
 
 
+def test_a_reinforce_search_killed_in_its_search_phase_ends_as_the_uninterrupted_one(tmp_path):
+    """REINFORCE draws its architectures from its own generator: its state is checkpointed,
+    so a search resumed from a checkpoint taken after some REINFORCE steps draws what the
+    uninterrupted one drew."""
+    flags = ("--arch_algo=reinforce", "--epochs=4", "--reinforce_samples=2")
+    whole = driver("none", tmp_path / "whole", *flags)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    # Killed in epoch 4, the second search epoch: the rerun resumes from epoch 3's checkpoint.
+    killed = driver(f"step:{3 * STEPS_PER_EPOCH + 3}", tmp_path / "resumed", *flags)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    resumed = driver("none", tmp_path / "resumed", *flags)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout
+    assert history(tmp_path / "whole") == history(tmp_path / "resumed")
+
+
 # --- the NaN guard ----------------------------------------------------------------------------
 def test_a_diverging_search_stops_with_one_line_and_keeps_its_last_good_checkpoint(tmp_path):
     first = driver("none", tmp_path, "--epochs=1", "--warmup_epochs=1")
