@@ -126,7 +126,7 @@ QUICK = dict(
 RECIPE_FLAGS = (
     "dataset", "data_dir", "download", "space", "input_size", "width_multiplier", "widths",
     "depths", "strides", "candidates", "dropout", "batch_size", "valid_fraction",
-    "max_train_examples", "epochs", "warmup_epochs", "seed_fraction", "skip_rate",
+    "max_train_examples", "epochs", "warmup_epochs", "seed_fraction", "skip_rate", "zero_pairs",
     "steps_per_epoch",
     "weight_lr", "weight_decay", "momentum", "label_smoothing", "arch_lr", "arch_beta1",
     "arch_beta2", "arch_init_std", "arch_update_every", "arch_algo", "train_epochs",

@@ -188,7 +188,8 @@ def search_config(config: Optional["SearchConfig"] = None, **knobs: Any) -> "Sea
     arch_update_every, arch_algo ("grad", "reinforce"), weight_mode ("binary", "full"), seed,
     path_sampling, derive ("target", "argmax"), derive_tolerance, seed_epochs (the first
     warm-up epochs that train the seed network alone; default half the warm-up), skip_rate
-    (seed and warm-up: the probability that a block which can be skipped is skipped)."""
+    (seed and warm-up: the probability that a block which can be skipped is skipped),
+    zero_pairs ("gate", "loss": how the architecture step judges a pair that holds zero)."""
     from proxyless_tf.search_loop import SearchConfig
     fields = {f.name for f in dataclasses.fields(SearchConfig)}
     unknown = sorted(set(knobs) - fields)
@@ -210,7 +211,7 @@ def check_search_config(config: "SearchConfig", prefix: str = "") -> None:
                      ("warmup_epochs", "steps_per_epoch", "checkpoint_seconds"),
                      lambda field: prefix + field)
     choices = {"arch_algo": ("grad", "reinforce"), "weight_mode": ("binary", "full"),
-               "derive": ("target", "argmax")}
+               "derive": ("target", "argmax"), "zero_pairs": ("gate", "loss")}
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:
             raise UsageError(f"{prefix}{name}={getattr(config, name)!r}: use one of "

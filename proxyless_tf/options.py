@@ -69,6 +69,13 @@ flags.DEFINE_float("skip_rate", 0.5,
                    "(stochastic depth), so that the supernet scores shallow networks as it "
                    "scores deep ones (docs/search_quality.md). 0: `zero` is one random "
                    "candidate among the others, never in the seed phase (the recipe before).")
+flags.DEFINE_enum("zero_pairs", "gate", ["gate", "loss"],
+                  "How an architecture step judges a sampled pair that holds `zero` (a skipped "
+                  "block): gate: by dL/dg as the paper's Eq. 4; `zero`'s own gate gradient is "
+                  "0, so this is a first-order guess of what the block adds. loss: by the two "
+                  "networks' cross-entropies on the batch, the exact gradient of the pair's "
+                  "expected loss, at one more forward pass per such block (about 25% more time "
+                  "per search epoch on flags/mobile.cfg; docs/search_quality.md, section 7).")
 flags.DEFINE_integer("steps_per_epoch", 0, "Weight steps per epoch (0: one pass over the data).")
 flags.DEFINE_float("weight_lr", 0.025, "Initial learning rate of the weights (cosine decay).")
 flags.DEFINE_float("weight_decay", 4e-5, "L2 on conv/dense kernels.")

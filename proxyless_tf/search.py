@@ -45,7 +45,8 @@ def config_from_flags():
         arch_update_every=FLAGS.arch_update_every, arch_algo=FLAGS.arch_algo,
         weight_mode=FLAGS.weight_mode, seed=FLAGS.seed, path_sampling=FLAGS.path_sampling,
         seed_epochs=seed_epochs, derive=FLAGS.derive,
-        skip_rate=FLAGS.skip_rate, checkpoint_seconds=FLAGS.checkpoint_seconds)
+        skip_rate=FLAGS.skip_rate, zero_pairs=FLAGS.zero_pairs,
+        checkpoint_seconds=FLAGS.checkpoint_seconds)
     api.check_search_config(config, prefix="--")
     options.check_positive(batch_size=FLAGS.batch_size)
     return config

@@ -138,6 +138,7 @@ def test_bad_arguments_are_one_line_usage_errors():
         (lambda: api.search_config(weight_mode="full", warmup_epochs=2, seed_epochs=1),
          ["seed_epochs", "binary"]),
         (lambda: api.search_config(derive="best"), ["derive", "target, argmax"]),
+        (lambda: api.search_config(zero_pairs="exact"), ["zero_pairs", "gate, loss"]),
         (lambda: api.latency_objective(None, "t.json"), ["target_ms", "target_ratio",
                                                          "neither"]),
         (lambda: api.latency_objective(None, "t.json", target_ms=1, target_ratio=0.8),

@@ -44,8 +44,9 @@ def mirrored(tmp_path_factory):
     return json.loads(out.read_text())
 
 
-def test_mirrored_shared_sample_step_equals_the_one_device_step(mirrored):
-    eq = mirrored["equivalence"]
+@pytest.mark.parametrize("finding", ["equivalence", "equivalence_zero_pairs_loss"])
+def test_mirrored_shared_sample_step_equals_the_one_device_step(mirrored, finding):
+    eq = mirrored[finding]
     assert eq["replicas"] == 2
     # The steps moved things far more than the tolerance...
     assert eq["weights_moved"] > 1e-3 and eq["alpha_moved"] > 1e-3
@@ -173,9 +174,10 @@ def mirrored_checks(tmp, out_path):
     splits = data.load("digits", 16, 16, max_train_examples=256)
     ckpt_dir = os.path.join(tmp, "search")
 
-    def make(strategy, sampling="shared"):
+    def make(strategy, sampling="shared", zero_pairs="gate"):
         config = SearchConfig(epochs=2, warmup_epochs=0, steps_per_epoch=2, arch_update_every=1,
-                              weight_lr=0.05, arch_lr=0.05, path_sampling=sampling)
+                              weight_lr=0.05, arch_lr=0.05, path_sampling=sampling,
+                              zero_pairs=zero_pairs)
         with strategy.scope():
             net = Supernet(tiny_space(num_classes=splits.num_classes))
         return BilevelSearch(net, splits, config, ckpt_dir, verbose=0, strategy=strategy)
@@ -226,33 +228,41 @@ def mirrored_checks(tmp, out_path):
     # itself moves by up to 3% between an 8-image batch twice and the same 8 images alone (no
     # strategy involved; most likely the uniform background puts many equal activations at
     # ReLU6's kink, where rounding decides); with noise images the two agree to ~1e-6.
-    one, two = make(default), make(mirrored)
-    for a, b in zip(two.net.variables, one.net.variables):
-        a.assign(b)
-    two.rng.reset_from_seed(11)
-    one.rng.reset_from_seed(11)
-    start = state(one)
-    noise = np.random.RandomState(0)
-    for kind in ("weight", "arch", "weight", "arch"):
-        images = tf.constant(noise.uniform(-1, 1, (8, 16, 16, 3)), tf.float32)
-        labels = tf.constant(noise.randint(0, splits.num_classes, 8), tf.int32)
-        getattr(one, f"{kind}_step")(tf.concat([images, images], 0),
-                                     tf.concat([labels, labels], 0))
-        dist = mirrored.experimental_distribute_values_from_function(lambda ctx: (images, labels))
-        getattr(two, f"{kind}_step")(*dist)
-    a, b = state(one), state(two)
-    groups = ("weights", "bn_statistics", "alpha", "weight_optimizer", "arch_optimizer")
-    findings["equivalence"] = {
-        "replicas": mirrored.num_replicas_in_sync,
-        "max_abs_diff": {k: max_diff(a[k], b[k]) for k in groups},
-        "max_rel_diff": {k: max_rel(a[k], b[k]) for k in groups},
-        "scale": {k: max_abs(a[k]) for k in groups},
-        "allclose": {k: max_diff(a[k], b[k]) <= 1e-3 * max_abs(a[k]) + 1e-6 for k in groups},
-        "weights_moved": max_diff(start["weights"], a["weights"]),
-        "alpha_moved": max_diff(start["alpha"], a["alpha"]),
-        "rng_equal": bool(np.array_equal(a["rng"][0], b["rng"][0])),
-        "step": [int(one.step.numpy()), int(two.step.numpy())],
-        "copies_equal": all_copies_equal(two)}
+    def equivalence(zero_pairs):
+        one, two = make(default, zero_pairs=zero_pairs), make(mirrored, zero_pairs=zero_pairs)
+        for a, b in zip(two.net.variables, one.net.variables):
+            a.assign(b)
+        two.rng.reset_from_seed(11)
+        one.rng.reset_from_seed(11)
+        start = state(one)
+        noise = np.random.RandomState(0)
+        for kind in ("weight", "arch", "weight", "arch"):
+            images = tf.constant(noise.uniform(-1, 1, (8, 16, 16, 3)), tf.float32)
+            labels = tf.constant(noise.randint(0, splits.num_classes, 8), tf.int32)
+            getattr(one, f"{kind}_step")(tf.concat([images, images], 0),
+                                         tf.concat([labels, labels], 0))
+            dist = mirrored.experimental_distribute_values_from_function(
+                lambda ctx: (images, labels))
+            getattr(two, f"{kind}_step")(*dist)
+        a, b = state(one), state(two)
+        groups = ("weights", "bn_statistics", "alpha", "weight_optimizer", "arch_optimizer")
+        return {
+            "replicas": mirrored.num_replicas_in_sync,
+            "max_abs_diff": {k: max_diff(a[k], b[k]) for k in groups},
+            "max_rel_diff": {k: max_rel(a[k], b[k]) for k in groups},
+            "scale": {k: max_abs(a[k]) for k in groups},
+            "allclose": {k: max_diff(a[k], b[k]) <= 1e-3 * max_abs(a[k]) + 1e-6
+                         for k in groups},
+            "weights_moved": max_diff(start["weights"], a["weights"]),
+            "alpha_moved": max_diff(start["alpha"], a["alpha"]),
+            "rng_equal": bool(np.array_equal(a["rng"][0], b["rng"][0])),
+            "step": [int(one.step.numpy()), int(two.step.numpy())],
+            "copies_equal": all_copies_equal(two)}
+
+    findings["equivalence"] = equivalence("gate")
+    # The same with pairs that hold `zero` judged by their two losses (the extra forward
+    # passes run on each replica's share and sum like the gate gradients).
+    findings["equivalence_zero_pairs_loss"] = equivalence("loss")
 
     # 2. Per-replica sampling: each replica draws its own paths; the weights of every path
     # some replica sampled move, the others do not; alpha moves; the copies stay equal.
@@ -303,6 +313,7 @@ def mirrored_checks(tmp, out_path):
         pass
     saved = state(per)
     mirrored_history = [json.loads(l) for l in open(os.path.join(ckpt_dir, "history.jsonl"))]
+    one = make(default)
     restored_epoch = one.restore()
     restored = state(one)
     one.run()

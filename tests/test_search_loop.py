@@ -130,6 +130,50 @@ def test_arch_step_moves_only_the_sampled_pair_and_keeps_the_others(tmp_path):
         np.testing.assert_allclose(m.probs.numpy()[others], p_before[others], atol=1e-6)
 
 
+def _cross_entropy_with(search, images, labels, paths):
+    paths = tf.constant(np.stack([paths, paths], 1), tf.int32)
+    logits = search.net(images, mode="binary", paths=paths, training=True)
+    return float(search.steps._cross_entropy(labels, logits))
+
+
+@pytest.mark.parametrize("zero_pairs, always_right", [("loss", True), ("gate", False)])
+def test_a_pair_holding_zero_moves_alpha_zero_as_the_two_losses_say(tmp_path, zero_pairs,
+                                                                    always_right):
+    """With zero_pairs="loss" the architecture step raises alpha_zero against its pair's other
+    path exactly when the network with the block skipped has the lower cross-entropy on the
+    batch; dCE/dg ("gate", the paper's Eq. 4) gets the sign wrong in some of these pairs."""
+    search = make_search(tmp_path, zero_pairs=zero_pairs, warmup_epochs=0)
+    net, steps = search.net, search.steps
+    batches = iter(search.splits.valid.repeat())
+    for _ in range(2):  # weights that are not at their initial values
+        search.weight_step(*next(batches))
+    verdicts = []
+    for seed in range(12):
+        images, labels = next(batches)
+        search.rng.reset_from_seed(seed)
+        pairs = steps.sample_paths().numpy()
+        gates = steps._sample_gates(tf.constant(pairs)).numpy()
+        active = np.where(gates[:, 0] > 0.5, pairs[:, 0], pairs[:, 1])
+        before = [m.alpha.numpy() for m in net.mixed_ops]
+        expected = {}
+        for s, (m, pair) in enumerate(zip(net.mixed_ops, pairs)):
+            zero = m.candidates.index("zero") if "zero" in m.candidates else -1
+            if zero in pair:
+                op = pair[0] if pair[1] == zero else pair[1]
+                with_op, skipped = active.copy(), active.copy()
+                with_op[s], skipped[s] = op, zero
+                expected[s] = (op, zero, _cross_entropy_with(search, images, labels, skipped) <
+                               _cross_entropy_with(search, images, labels, with_op))
+        search.rng.reset_from_seed(seed)
+        search.arch_step(images, labels)
+        for s, (op, zero, zero_better) in expected.items():
+            alpha = net.mixed_ops[s].alpha.numpy()
+            raised = alpha[zero] - alpha[op] > before[s][zero] - before[s][op]
+            verdicts.append(raised == zero_better)
+    assert len(verdicts) >= 5
+    assert all(verdicts) if always_right else not all(verdicts)
+
+
 def test_the_latency_term_of_the_arch_step_lowers_the_expected_latency(tmp_path):
     from proxyless_tf import latency
     search = make_search(tmp_path)
