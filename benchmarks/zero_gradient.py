@@ -12,9 +12,17 @@ as the architecture step computes it (mode "two", batch-norm batch statistics):
 
 It reports, per block and overall, how often `zero` is actually better (CE lower) and how often
 the gradient would raise alpha_zero, with each gate state weighted as the step draws it
-(p_op : p_zero). The latency term is left out: this is the accuracy signal alone.
+(p_op : p_zero). `--zero_pairs=loss` (the search flag) judges such pairs by the two CEs instead.
+
+Then the latency term, when the search had one (its flags.txt: --latency_table, --target_ms,
+--latency_loss): pairs drawn from the supernet's softmax(alpha) as the step draws them, and the
+gradient of the step's latency loss (`LatencyObjective.loss` of E[LAT] over the pairs) with
+respect to each alpha_zero whose pair holds `zero`: how often the sampled pairs' E[LAT] is below
+the target and how often the latency term lowers alpha_zero. The two-sided `abs` loss lowers it
+whenever the pairs are faster than the target.
 
     python benchmarks/zero_gradient.py --search_dir=runs/cq_skip50/search_seed0
+    python benchmarks/zero_gradient.py --search_dir=runs/cq_skip50/search_seed0 --batches=0  # latency only
 """
 
 import argparse
@@ -31,7 +39,10 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--search_dir", required=True,
                         help="a search's output directory (its checkpoints/ are read)")
-    parser.add_argument("--batches", type=int, default=20, help="validation batches")
+    parser.add_argument("--batches", type=int, default=20,
+                        help="validation batches (0: the latency term alone)")
+    parser.add_argument("--latency_samples", type=int, default=2000,
+                        help="sampled pair sets for the latency term")
     parser.add_argument("--width_multiplier", type=float, default=0.5)
     parser.add_argument("--depths", default="2,2,2,2,2,1")
     parser.add_argument("--batch_size", type=int, default=128)
@@ -60,20 +71,56 @@ def gate_state(net, images, labels, paths, block, on):
     return float(ce), tape.gradient(ce, gates)[block].numpy()
 
 
-def main():
-    args = parse_args()
-    from proxyless_tf import quiet
-    quiet.start_tensorflow()
+def search_flags(search_dir):
+    """The search's own flags (its flags.txt), as a dict of --name=value strings."""
+    path = os.path.join(search_dir, "flags.txt")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return dict(line.strip()[2:].split("=", 1) for line in f if "=" in line)
+
+
+def latency_term(net, space, search_dir, samples):
+    """How the step's latency loss moves alpha_zero over pairs drawn from softmax(alpha)."""
+    import numpy as np
+    import tensorflow as tf
+    from proxyless_tf import latency
+    from proxyless_tf import mixed_op
+    flags = search_flags(search_dir)
+    if not flags.get("latency_table") or not flags.get("target_ms"):
+        return None
+    table = latency.LatencyTable.load(flags["latency_table"])
+    objective = latency.LatencyObjective(
+        table, space, float(flags["target_ms"]), loss=flags.get("latency_loss", "abs"),
+        beta=float(flags.get("latency_beta", 2.0)),
+        lam=float(flags["latency_lambda"]) if flags.get("latency_lambda") else None)
+    rng = tf.random.Generator.from_seed(0)
+    zero = [m.candidates.index("zero") if "zero" in m.candidates else -1 for m in net.mixed_ops]
+    alphas = [tf.convert_to_tensor(a) for a in net.alphas]
+    below, lowers = [], []
+    for _ in range(samples):
+        pairs = tf.stack([mixed_op.sample_pair(a, rng) for a in net.alphas])  # as the step
+        with tf.GradientTape() as tape:
+            tape.watch(alphas)
+            expected = objective.expected(alphas, pairs)
+            loss = objective.loss(tf.constant(1.0), expected)  # a CE > 0 (mul_log scales it)
+        grads = tape.gradient(loss, alphas)
+        below.append(float(expected) < objective.target_ms)
+        for s, pair in enumerate(pairs.numpy()):
+            if zero[s] in pair:
+                lowers.append(float(grads[s][zero[s]]) > 0)  # a descent step lowers alpha_zero
+    return {"latency_loss": objective.form, "target_ms": objective.target_ms,
+            "pair_sets": samples, "pairs_E_below_target": round(float(np.mean(below)), 3),
+            "pairs_holding_zero": len(lowers),
+            "latency_term_lowers_alpha_zero": round(float(np.mean(lowers)), 3)}
+
+
+def accuracy_term(net, args):
+    """Per skippable block: the actual CE with the block at `op` and at `zero` against the sign
+    of the gate-gradient update of alpha_zero, on validation batches."""
     import numpy as np
     import tensorflow as tf
     from proxyless_tf import data
-    from proxyless_tf.search_space import small_input_space
-    from proxyless_tf.supernet import Supernet
-    space = small_input_space(width_multiplier=args.width_multiplier,
-                              depths=tuple(int(d) for d in args.depths.split(",")))
-    net = Supernet(space)
-    latest = tf.train.latest_checkpoint(os.path.join(args.search_dir, "checkpoints"))
-    tf.train.Checkpoint(supernet=net).restore(latest).expect_partial()
     splits = data.load("cifar10", 32, args.batch_size, args.data_dir, False, 0.1, 0,
                        args.max_train_examples)
     rng = np.random.default_rng(0)
@@ -95,7 +142,7 @@ def main():
             expected = w_op * grad_op_on[0] + (1 - w_op) * grad_zero_on[0]  # dCE/dg_op
             rows[s].append({"op": m.candidates[op], "ce_op": ce_op, "ce_zero": ce_zero,
                             "dce_dg_op": float(expected), "dce_dg_zero": float(grad_op_on[1])})
-    summary = {"search_dir": args.search_dir, "batches": args.batches, "blocks": {}}
+    summary = {"blocks": {}}
     for s, r in rows.items():
         summary["blocks"][s] = {
             "p_zero": round(float(probs[s][net.mixed_ops[s].candidates.index("zero")]), 3),
@@ -116,7 +163,27 @@ def main():
         print(f"block {s}: p(zero) {b['p_zero']}, zero better in {100 * b['zero_better']:.0f}% "
               f"of batches (mean CE zero - op {b['mean_ce_zero_minus_op']:+.4f}), gradient "
               f"raises alpha_zero in {100 * b['gradient_raises_zero']:.0f}%", flush=True)
-    print(json.dumps(summary["overall"]), flush=True)
+    return summary["overall"]
+
+
+def main():
+    args = parse_args()
+    from proxyless_tf import quiet
+    quiet.start_tensorflow()
+    import tensorflow as tf
+    from proxyless_tf.search_space import small_input_space
+    from proxyless_tf.supernet import Supernet
+    space = small_input_space(width_multiplier=args.width_multiplier,
+                              depths=tuple(int(d) for d in args.depths.split(",")))
+    net = Supernet(space)
+    latest = tf.train.latest_checkpoint(os.path.join(args.search_dir, "checkpoints"))
+    tf.train.Checkpoint(supernet=net).restore(latest).expect_partial()
+    if args.batches:
+        print(json.dumps({"search_dir": args.search_dir, "batches": args.batches,
+                          **accuracy_term(net, args)}), flush=True)
+    latency = latency_term(net, space, args.search_dir, args.latency_samples)
+    if latency is not None:
+        print(json.dumps({"search_dir": args.search_dir, **latency}), flush=True)
 
 
 if __name__ == "__main__":
