@@ -7,7 +7,8 @@
 * the architecture step, on a validation batch: two sampled paths per block mixed by binary
   gates, dL/dg from the tape turned into dL/dalpha (Eq. 4, `mixed_op.binary_gate_alpha_grad`),
   the latency term's gradient added, an Adam step, then the rescale that keeps the unsampled
-  paths' probabilities.
+  paths' probabilities. With `zero_pairs="loss"` a pair that holds `zero` is judged by its two
+  losses instead of dL/dg (`_zero_pair_losses`).
 
 Both run through `tf.distribute` (`strategy`, the default one-device strategy unless given):
 inputs are per-replica shares of a global batch, each replica's loss is its share of the
@@ -253,7 +254,10 @@ class SearchSteps:
         For such a pair the block's other path is run once more (the rest of the network as
         sampled) and the two cross-entropies take the place of dCE/dg: Eq. 4 with (CE_0, CE_1)
         gives p_0 p_1 (CE_0 - CE_1) for alpha_0, the exact gradient of the pair's expected
-        loss p_0 CE_0 + p_1 CE_1 on this batch. One extra forward pass per such block."""
+        loss p_0 CE_0 + p_1 CE_1 on this batch. One extra forward pass per such block (with
+        batch statistics, as the step's own pass, and like it updating the moving ones). On
+        CIFAR-10 it did not change what the searches pick (docs/search_quality.md, section 7),
+        so `gate` stays the default."""
         first_on = gates[:, 0] > 0.5
         active = tf.where(first_on, pairs[:, 0], pairs[:, 1])
         inactive = tf.where(first_on, pairs[:, 1], pairs[:, 0])
