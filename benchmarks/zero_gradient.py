@@ -58,8 +58,7 @@ def gate_state(net, images, labels, paths, block, on):
     """CE and dCE/dg of block `block`'s pair (op, zero) with gate `on` (0: op, 1: zero) on."""
     import tensorflow as tf
     pairs = tf.stack([paths, paths], axis=1)
-    pairs = tf.tensor_scatter_nd_update(pairs, [[block, 1]], [net.mixed_ops[block].candidates
-                                                              .index("zero")])
+    pairs = tf.tensor_scatter_nd_update(pairs, [[block, 1]], [net.mixed_ops[block].layout.zero])
     gates = tf.one_hot(tf.fill([len(paths)], 0), 2).numpy()
     gates[block] = [1.0, 0.0] if on == 0 else [0.0, 1.0]
     gates = tf.constant(gates)
@@ -95,7 +94,7 @@ def latency_term(net, space, search_dir, samples):
         beta=float(flags.get("latency_beta", 2.0)),
         lam=float(flags["latency_lambda"]) if flags.get("latency_lambda") else None)
     rng = tf.random.Generator.from_seed(0)
-    zero = [m.candidates.index("zero") if "zero" in m.candidates else -1 for m in net.mixed_ops]
+    zero = [m.layout.zero for m in net.mixed_ops]  # None where a block cannot be skipped
     alphas = [tf.convert_to_tensor(a) for a in net.alphas]
     below, lowers = [], []
     for _ in range(samples):
@@ -125,13 +124,13 @@ def accuracy_term(net, args):
                        args.max_train_examples)
     rng = np.random.default_rng(0)
     probs = [tf.nn.softmax(a).numpy() for a in net.alphas]
-    skippable = [s for s, m in enumerate(net.mixed_ops) if "zero" in m.candidates]
+    skippable = [s for s, m in enumerate(net.mixed_ops) if m.layout.zero is not None]
     rows = {s: [] for s in skippable}
     for images, labels in splits.valid.take(args.batches):
         paths = np.array([rng.choice(len(p), p=p) for p in probs], np.int32)
         for s in skippable:
             m, p = net.mixed_ops[s], probs[s]
-            zero = m.candidates.index("zero")
+            zero = m.layout.zero
             others = np.delete(np.arange(len(p)), zero)
             op = rng.choice(others, p=p[others] / p[others].sum())
             block_paths = paths.copy()
@@ -145,7 +144,7 @@ def accuracy_term(net, args):
     summary = {"blocks": {}}
     for s, r in rows.items():
         summary["blocks"][s] = {
-            "p_zero": round(float(probs[s][net.mixed_ops[s].candidates.index("zero")]), 3),
+            "p_zero": round(float(probs[s][net.mixed_ops[s].layout.zero]), 3),
             "zero_better": round(float(np.mean([x["ce_zero"] < x["ce_op"] for x in r])), 3),
             "mean_ce_zero_minus_op": round(float(np.mean([x["ce_zero"] - x["ce_op"]
                                                           for x in r])), 4),

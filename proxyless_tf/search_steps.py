@@ -24,7 +24,6 @@ import keras
 import tensorflow as tf
 
 from proxyless_tf import mixed_op
-from proxyless_tf.search_space import ZERO
 
 
 class SearchSteps:
@@ -54,8 +53,7 @@ class SearchSteps:
         self._sample_every_path = tf.fill([len(net.mixed_ops), 2], -1)
         # Per block the index of `zero` among its candidates, -1 where it cannot be skipped.
         self._zero_index = tf.constant(
-            [m.candidates.index(ZERO) if ZERO in m.candidates else -1 for m in net.mixed_ops],
-            tf.int32)
+            [-1 if m.layout.zero is None else m.layout.zero for m in net.mixed_ops], tf.int32)
         self._bn_statistics = [v for v in net.non_trainable_variables
                                if v.name in ("moving_mean", "moving_variance")]
         self._sync_fn = None

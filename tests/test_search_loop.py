@@ -157,7 +157,7 @@ def test_a_pair_holding_zero_moves_alpha_zero_as_the_two_losses_say(tmp_path, ze
         before = [m.alpha.numpy() for m in net.mixed_ops]
         expected = {}
         for s, (m, pair) in enumerate(zip(net.mixed_ops, pairs)):
-            zero = m.candidates.index("zero") if "zero" in m.candidates else -1
+            zero = m.layout.zero
             if zero in pair:
                 op = pair[0] if pair[1] == zero else pair[1]
                 with_op, skipped = active.copy(), active.copy()
