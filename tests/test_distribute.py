@@ -52,14 +52,21 @@ def test_mirrored_shared_sample_step_equals_the_one_device_step(mirrored, findin
     assert eq["weights_moved"] > 1e-3 and eq["alpha_moved"] > 1e-3
     # ...and the mirrored run ends where the one-device run ends: weights (BN statistics
     # included), alpha, both optimisers' slots (the summed, globally scaled gradients), the
-    # RNG state and the step counter.
-    # (float32 sums in another order: every group's largest difference within 1e-3 of the
-    # group's largest value. Not elementwise rtol: now and then a float32 rounding puts one
-    # activation on the other side of ReLU6's kink, and that element's gradient and momentum
-    # differ outright -- seen once in CI, 4e-5 in the weights, where the usual is 1e-7. A wrong
-    # scaling or a missed replica's gradient differs by the size of the step itself, 1e-2.)
-    for group in ("weights", "bn_statistics", "alpha", "weight_optimizer", "arch_optimizer"):
-        assert eq["allclose"][group], (group, eq["max_abs_diff"], eq["scale"])
+    # RNG state, the step counter and the optimisers' iteration counts.
+    # Float32 sums in another order differ by ~1e-7, but now and then a rounding puts one
+    # activation on the other side of ReLU6's kink and that element's gradient differs
+    # outright. In the weights that stays ~4e-5 (1e-3 of their largest value is the bound); in
+    # an alpha gradient it is a small absolute change too, but where a block's two dL/dg
+    # nearly cancel it is a large part of that block's gradient, and Adam divides each alpha's
+    # gradient by its own size. So alpha and the optimiser slots are held to 5% of the group's
+    # largest value: over 22 fresh initialisations plus one CI run the largest such difference
+    # was 1.3% (weights equal to 1e-7 in that run: no kink in the weight steps), while a wrong
+    # mask, rescale or gradient scaling moves a slot or alpha by the size of the step, 100%.
+    for group, rtol in (("weights", 1e-3), ("bn_statistics", 1e-3), ("alpha", 5e-2),
+                        ("weight_optimizer", 5e-2), ("arch_optimizer", 5e-2)):
+        assert eq["max_abs_diff"][group] <= rtol * eq["scale"][group] + 1e-6, \
+            (group, eq["max_abs_diff"], eq["scale"])
+    assert eq["optimizer_counters_equal"]
     assert eq["rng_equal"] and eq["step"] == [2, 2]
     assert eq["copies_equal"]  # every replica's copy of every mirrored variable is the same
 
@@ -194,8 +201,13 @@ def mirrored_checks(tmp, out_path):
         return {"weights": [v.numpy() for v in net.trainable_variables],
                 "bn_statistics": [v.numpy() for v in bn],
                 "alpha": [a.numpy() for a in net.alphas],
-                "weight_optimizer": [v.numpy() for v in search.weight_optimizer.variables],
-                "arch_optimizer": [v.numpy() for v in search.arch_optimizer.variables],
+                # the slots; the scalars (iteration counts, learning rates) on their own
+                "weight_optimizer": [v.numpy() for v in search.weight_optimizer.variables
+                                     if len(v.shape)],
+                "arch_optimizer": [v.numpy() for v in search.arch_optimizer.variables
+                                   if len(v.shape)],
+                "optimizer_counters": [v.numpy() for v in search.weight_optimizer.variables +
+                                       search.arch_optimizer.variables if not len(v.shape)],
                 "rng": [search.rng.state.numpy()],
                 "counters": [search.epoch.numpy(), search.step.numpy()]}
 
@@ -229,6 +241,7 @@ def mirrored_checks(tmp, out_path):
     # strategy involved; most likely the uniform background puts many equal activations at
     # ReLU6's kink, where rounding decides); with noise images the two agree to ~1e-6.
     def equivalence(zero_pairs):
+        keras.utils.set_random_seed(0)  # one initialisation, so that a failure reproduces
         one, two = make(default, zero_pairs=zero_pairs), make(mirrored, zero_pairs=zero_pairs)
         for a, b in zip(two.net.variables, one.net.variables):
             a.assign(b)
@@ -251,8 +264,8 @@ def mirrored_checks(tmp, out_path):
             "max_abs_diff": {k: max_diff(a[k], b[k]) for k in groups},
             "max_rel_diff": {k: max_rel(a[k], b[k]) for k in groups},
             "scale": {k: max_abs(a[k]) for k in groups},
-            "allclose": {k: max_diff(a[k], b[k]) <= 1e-3 * max_abs(a[k]) + 1e-6
-                         for k in groups},
+            "optimizer_counters_equal": all(np.array_equal(x, y) for x, y in
+                                            zip(a["optimizer_counters"], b["optimizer_counters"])),
             "weights_moved": max_diff(start["weights"], a["weights"]),
             "alpha_moved": max_diff(start["alpha"], a["alpha"]),
             "rng_equal": bool(np.array_equal(a["rng"][0], b["rng"][0])),
