@@ -117,7 +117,7 @@ def latency_objective(space: search_space.SearchSpace, table: Table, *,
                       recheck: bool = False, cache_dir: Optional[str] = None,
                       verbose: int = 1) -> "LatencyObjective":
     """The search's latency term for `space`: E[LAT] from `table` and the loss form
-    `latency_loss` ("lambda", "mul_log", "add_linear", "abs") around the target T, `target_ms`
+    `latency_loss` ("lambda", "mul_log", "add_linear", "abs", "hinge") around the target T, `target_ms`
     or `target_ratio` x the latency of `target_reference` (a reference name, "all:OP" or an
     arch JSON).
 

@@ -474,13 +474,19 @@ def test_loss_forms():
     objective = latency.LatencyObjective(table, space, t, loss="abs", beta=2.0)
     assert float(objective.loss(ce, tf.constant(8.0))) == pytest.approx(2.0 + 2.0 * 0.2)
 
-    # abs aims at the target from both sides: below T its gradient raises E[LAT]
-    for value, sign in ((8.0, -1.0), (12.0, 1.0)):
+    hinge = latency.LatencyObjective(table, space, t, loss="hinge", beta=2.0)
+    assert float(hinge.loss(ce, e)) == pytest.approx(2.0 + 2.0 * 0.2)
+    assert float(hinge.loss(ce, tf.constant(8.0))) == pytest.approx(2.0)
+
+    # abs aims at the target from both sides: below T its gradient raises E[LAT]; hinge only
+    # lowers E[LAT] above T, and below T leaves the architecture to the cross-entropy
+    for form, value, sign in (("abs", 8.0, -1.0), ("abs", 12.0, 1.0), ("hinge", 8.0, 0.0),
+                              ("hinge", 12.0, 1.0)):
         x = tf.constant(value)
         with tf.GradientTape() as tape:
             tape.watch(x)
-            out = objective.loss(ce, x)
-        assert np.sign(float(tape.gradient(out, x))) == sign
+            out = {"abs": objective, "hinge": hinge}[form].loss(ce, x)
+        assert np.sign(float(tape.gradient(out, x))) == sign, (form, value)
     with pytest.raises(UsageError, match="above 1 ms"):
         latency.LatencyObjective(table, space, 0.5, loss="mul_log")
 

@@ -11,7 +11,7 @@ from proxyless_tf.latency.machine import checked_table_from_flags
 from proxyless_tf.latency.target import (check_target_values, reference_from_flags,
                                          target_flags, target_from_flags)
 
-LOSS_FORMS = ("lambda", "mul_log", "add_linear", "abs")
+LOSS_FORMS = ("lambda", "mul_log", "add_linear", "abs", "hinge")
 
 
 class LatencyObjective:
@@ -27,7 +27,7 @@ class LatencyObjective:
             raise UsageError(f"the latency target must be positive, got {target_ms}")
         if loss == "mul_log" and target_ms <= 1.0:
             raise UsageError(f"--latency_loss=mul_log needs a target above 1 ms (log T > 0), got "
-                             f"{target_ms:.4g} ms; use --latency_loss=abs or add_linear")
+                             f"{target_ms:.4g} ms; use --latency_loss=abs, hinge or add_linear")
         self.table = table
         self.space = space
         self.target_ms = float(target_ms)
@@ -134,6 +134,8 @@ class LatencyObjective:
             return ce * self.a * tf.pow(tf.maximum(ratio, 1e-6), self.b)
         if self.form == "add_linear":
             return ce + self.lam * (e - t) / t
+        if self.form == "hinge":  # only a network above T pays: below it CE alone decides
+            return ce + self.beta * tf.nn.relu(e / t - 1.0)
         return ce + self.beta * tf.abs(e / t - 1.0)
 
     def describe(self):
