@@ -627,6 +627,29 @@ def _round(value, digits=4):
     return None if value is None else round(float(value), digits)
 
 
+def told_apart(rows):
+    """Whether the retrained accuracies tell the networks apart at all: a one-way ANOVA over
+    the networks' per-seed accuracies (None with fewer than 2 seeds each). If every network
+    were as good as every other, each search would beat the best of R random networks with
+    probability 1/(R+1) -- the goal's pass rate by luck alone."""
+    import numpy as np
+    from scipy import stats
+    groups = [np.asarray(r["test_accuracy"], np.float64) for r in rows]
+    if min(len(g) for g in groups) < 2:
+        return None
+    f_value, p_value = stats.f_oneway(*groups)
+    randoms = sum(r["kind"] == "random" for r in rows)
+    searches = sum(r["kind"] == "searched" for r in rows)
+    return {"networks": len(groups), "anova_f": _round(float(f_value)),
+            "anova_p": _round(float(p_value)),
+            # sample standard deviations, in accuracy (0-1): within a network over its seeds
+            # (pooled), and across the networks' means
+            "seed_sd": _round(float(np.sqrt(np.mean([np.var(g, ddof=1) for g in groups])))),
+            "means_sd": _round(float(np.std([g.mean() for g in groups], ddof=1))),
+            "chance_every_search_beats_best_random_if_all_equal":
+                _round((1.0 / (randoms + 1)) ** searches)}
+
+
 def summary(rows, target, wall_s, quick=False):
     """The last line: every searched network (its search seed, the supernet's last-epoch train
     accuracy, the derived network's test accuracy with the supernet's weights, its retrained
@@ -661,7 +684,8 @@ def summary(rows, target, wall_s, quick=False):
         "random_count": len(randoms),
         "baseline_acc": round(baseline["acc_mean"], 4),
         "baseline_measured_ms": baseline["measured_ms"],
-        "seeds": len(baseline["test_accuracy"]), "quick": bool(quick),
+        "seeds": len(baseline["test_accuracy"]), "told_apart": told_apart(rows),
+        "quick": bool(quick),
         "wall_s": round(wall_s, 1)}
 
 
@@ -702,8 +726,17 @@ def markdown(rows, summary_, target, header):
               "unlike measured / T it does not move when the machine runs faster or slower than "
               "when the table was built. Supernet train acc: sampled paths, the search's last "
               "epoch; derived test acc: the searched network with the supernet's weights, batch "
-              "norm re-estimated, before any retraining.",
-              "", "```", json.dumps(summary_), "```"]
+              "norm re-estimated, before any retraining."]
+    apart = summary_.get("told_apart")
+    if apart:
+        lines += ["", f"Are the networks told apart at this scale? One-way ANOVA over the "
+                  f"{apart['networks']} networks' seeds: F = {apart['anova_f']:.2f}, "
+                  f"p = {apart['anova_p']:.3f}. Standard deviation over the seeds of one "
+                  f"network (pooled): {100 * apart['seed_sd']:.2f} points; over the networks' "
+                  f"means: {100 * apart['means_sd']:.2f}. If all networks were equal, every search "
+                  f"would beat the best random one with probability "
+                  f"{apart['chance_every_search_beats_best_random_if_all_equal']:.3f}."]
+    lines += ["", "```", json.dumps(summary_), "```"]
     return "\n".join(lines) + "\n"
 
 

@@ -128,6 +128,39 @@ def test_markdown_has_a_line_per_search_against_the_best_random_network():
     assert names == [r["name"] for r in rows]  # every network in the first table
 
 
+def with_seeds(rows, accs):
+    for row in rows:
+        row["test_accuracy"] = accs[row["name"]]
+        row["acc_mean"] = sum(accs[row["name"]]) / len(accs[row["name"]])
+    return rows
+
+
+def test_the_summary_says_whether_the_seeds_tell_the_networks_apart():
+    names = [r["name"] for r in fake_rows()]
+    # seed noise of +-1 point around equal networks: nothing to tell apart
+    level = {name: [0.48 + 0.01 * (-1) ** i, 0.48 - 0.01 * (-1) ** i]
+             for i, name in enumerate(names)}
+    level_result = bench.summary(with_seeds(fake_rows(), level), 0.44, 1.0)["told_apart"]
+    assert level_result["anova_p"] > 0.9 and level_result["networks"] == 7
+    assert level_result["seed_sd"] == pytest.approx(0.01 * 2 ** 0.5, abs=1e-4)
+    assert level_result["means_sd"] == 0.0
+    # three random networks, three searches: all three beat the best random by luck 1/4^3
+    assert level_result["chance_every_search_beats_best_random_if_all_equal"] == \
+        round(0.25 ** 3, 4)
+    # the same noise, searched_s0 ten points better: told apart (one network five points
+    # better is not, at two seeds: p 0.06)
+    apart = dict(level, searched_s0=[0.58 + 0.01, 0.58 - 0.01])
+    apart_result = bench.summary(with_seeds(fake_rows(), apart), 0.44, 1.0)["told_apart"]
+    assert apart_result["anova_p"] < 0.01
+    text = bench.markdown(fake_rows(), bench.summary(with_seeds(fake_rows(), apart), 0.44, 1.0),
+                          0.44, "T")
+    assert "Are the networks told apart at this scale? One-way ANOVA over the 7 networks" in text
+    # one seed per network: no test
+    assert bench.summary(fake_rows(), 0.44, 1.0)["told_apart"] is None
+    assert "told apart at this scale" not in bench.markdown(
+        fake_rows(), bench.summary(fake_rows(), 0.44, 1.0), 0.44, "T")
+
+
 def test_steps_bar_counts_the_estimated_seconds_of_the_planned_steps(capsys):
     steps = bench.Steps()
     steps.add("search 0", 100.4)
