@@ -733,7 +733,8 @@ def markdown(rows, summary_, target, header):
                   f"{apart['networks']} networks' seeds: F = {apart['anova_f']:.2f}, "
                   f"p = {apart['anova_p']:.3f}. Standard deviation over the seeds of one "
                   f"network (pooled): {100 * apart['seed_sd']:.2f} points; over the networks' "
-                  f"means: {100 * apart['means_sd']:.2f}. If all networks were equal, every search "
+                  f"means: {100 * apart['means_sd']:.2f}. If all networks were equal, every "
+                  f"search "
                   f"would beat the best random one with probability "
                   f"{apart['chance_every_search_beats_best_random_if_all_equal']:.3f}."]
     lines += ["", "```", json.dumps(summary_), "```"]

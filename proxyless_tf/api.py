@@ -117,9 +117,9 @@ def latency_objective(space: search_space.SearchSpace, table: Table, *,
                       recheck: bool = False, cache_dir: Optional[str] = None,
                       verbose: int = 1) -> "LatencyObjective":
     """The search's latency term for `space`: E[LAT] from `table` and the loss form
-    `latency_loss` ("lambda", "mul_log", "add_linear", "abs", "hinge") around the target T, `target_ms`
-    or `target_ratio` x the latency of `target_reference` (a reference name, "all:OP" or an
-    arch JSON).
+    `latency_loss` ("lambda", "mul_log", "add_linear", "abs", "hinge") around the target T,
+    `target_ms` or `target_ratio` x the latency of `target_reference` (a reference name,
+    "all:OP" or an arch JSON).
 
     `latency_check` (on, as in the commands): first time the reference, one uniform network
     per kernel size and `check_networks` more networks of the space on this machine with

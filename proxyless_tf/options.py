@@ -207,17 +207,19 @@ flags.DEFINE_string("target_reference", "mobilenet_v2",
                     "The network --target_ratio refers to: a reference name, all:OP or an arch "
                     "JSON (its blocks must be in the table; `latency build` measures "
                     "--latency_references too).")
-flags.DEFINE_enum("latency_loss", "mul_log", ["lambda", "mul_log", "add_linear", "abs", "hinge"],
+flags.DEFINE_enum("latency_loss", "mul_log",
+                  ["lambda", "mul_log", "add_linear", "abs", "hinge"],
                   "Latency term of the architecture loss: lambda = CE + lambda*E[LAT] (paper); "
                   "mul_log = CE*a*(log E[LAT]/log T)^b (official default); add_linear = "
-                  "CE + lambda*(E[LAT]-T)/T; abs = CE + beta*|E[LAT]/T - 1| (TuNAS-style); hinge = CE + "
-                  "beta*max(E[LAT]/T - 1, 0) (only latency above T is penalised).")
+                  "CE + lambda*(E[LAT]-T)/T; abs = CE + beta*|E[LAT]/T - 1| (TuNAS-style); "
+                  "hinge = CE + beta*max(E[LAT]/T - 1, 0) (only latency above T is penalised).")
 flags.DEFINE_float("latency_lambda", None,
                    "lambda of the 'lambda' (per ms) and 'add_linear' forms. Default 0.2 for "
                    "add_linear and 0.2/T for lambda (the same slope at any latency).")
 flags.DEFINE_float("latency_a", 0.2, "a of the mul_log form.")
 flags.DEFINE_float("latency_b", 0.3, "b (exponent) of the mul_log form.")
-flags.DEFINE_float("latency_beta", 2.0, "beta of the abs and hinge forms (a positive penalty weight).")
+flags.DEFINE_float("latency_beta", 2.0,
+                   "beta of the abs and hinge forms (a positive penalty weight).")
 flags.DEFINE_enum("latency_stat", "auto", ["auto", "mean", "median"],
                   "Which statistic of a table entry is the latency: auto = median where the entry "
                   "has one (tables built here), else mean (the official table).")
