@@ -650,6 +650,32 @@ def told_apart(rows):
                 _round((1.0 / (randoms + 1)) ** searches)}
 
 
+# what a network's mean retrained accuracy is compared with (Spearman's rho over the networks)
+NETWORK_TRAITS = {
+    "expand6_blocks": lambda row: sum(op.endswith("e6") for op in row["ops"]),
+    "skipped_blocks": lambda row: sum(op == "zero" for op in row["ops"]),
+    "params": lambda row: row["params"],
+    "macs": lambda row: row["macs"]}
+
+
+def what_accuracy_follows(rows):
+    """Spearman's rho (and p) of the networks' mean retrained accuracy with each trait: at equal
+    latency, what the better networks have more of (None for fewer than 4 networks)."""
+    from scipy import stats
+    if len(rows) < 4:
+        return None
+    accs = [row["acc_mean"] for row in rows]
+    follows = {}
+    for name, trait in NETWORK_TRAITS.items():
+        values = [trait(row) for row in rows]
+        if len(set(values)) < 2 or len(set(accs)) < 2:  # no order to compare with
+            follows[name] = {"rho": None, "p": None}
+            continue
+        rho, p_value = stats.spearmanr(values, accs)
+        follows[name] = {"rho": _round(rho, 3), "p": _round(p_value)}
+    return follows
+
+
 def summary(rows, target, wall_s, quick=False):
     """The last line: every searched network (its search seed, the supernet's last-epoch train
     accuracy, the derived network's test accuracy with the supernet's weights, its retrained
@@ -685,6 +711,7 @@ def summary(rows, target, wall_s, quick=False):
         "baseline_acc": round(baseline["acc_mean"], 4),
         "baseline_measured_ms": baseline["measured_ms"],
         "seeds": len(baseline["test_accuracy"]), "told_apart": told_apart(rows),
+        "accuracy_follows": what_accuracy_follows(rows),
         "quick": bool(quick),
         "wall_s": round(wall_s, 1)}
 
@@ -737,6 +764,12 @@ def markdown(rows, summary_, target, header):
                   f"search "
                   f"would beat the best random one with probability "
                   f"{apart['chance_every_search_beats_best_random_if_all_equal']:.3f}."]
+    follows = summary_.get("accuracy_follows")
+    if follows:
+        lines += ["", "What the mean retrained accuracy follows over these networks (Spearman's "
+                  "rho, p): " + ", ".join(f"{name.replace('_', ' ')} {v['rho']:+.2f} "
+                                           f"({v['p']:.3f})" for name, v in follows.items()
+                                           if v["rho"] is not None) + "."]
     lines += ["", "```", json.dumps(summary_), "```"]
     return "\n".join(lines) + "\n"
 

@@ -161,6 +161,23 @@ def test_the_summary_says_whether_the_seeds_tell_the_networks_apart():
         fake_rows(), bench.summary(fake_rows(), 0.44, 1.0), 0.44, "T")
 
 
+def test_the_summary_says_what_the_accuracies_follow():
+    rows = fake_rows()
+    for k, row in enumerate(rows):  # more expand-6 blocks, more accuracy; skips in every other
+        row["ops"] = ["k3e6"] * k + ["k3e3"] * (6 - k) + ["zero"] * (k % 2)
+        row["acc_mean"] = 0.40 + 0.01 * k
+        row["params"] = 1000 * (7 - k)
+    follows = bench.summary(rows, 0.44, 1.0)["accuracy_follows"]
+    assert follows["expand6_blocks"]["rho"] == 1.0 and follows["expand6_blocks"]["p"] < 1e-3
+    assert follows["params"]["rho"] == -1.0
+    assert abs(follows["skipped_blocks"]["rho"]) < 0.5
+    text = bench.markdown(rows, bench.summary(rows, 0.44, 1.0), 0.44, "T")
+    assert "accuracy follows over these networks (Spearman's rho, p): expand6 blocks +1.00" in text
+    # a trait every network shares orders nothing
+    assert bench.summary(fake_rows(), 0.44, 1.0)["accuracy_follows"]["expand6_blocks"] == \
+        {"rho": None, "p": None}
+
+
 def test_steps_bar_counts_the_estimated_seconds_of_the_planned_steps(capsys):
     steps = bench.Steps()
     steps.add("search 0", 100.4)
