@@ -630,8 +630,10 @@ def _round(value, digits=4):
 def told_apart(rows):
     """Whether the retrained accuracies tell the networks apart at all: a one-way ANOVA over
     the networks' per-seed accuracies (None with fewer than 2 seeds each). If every network
-    were as good as every other, each search would beat the best of R random networks with
-    probability 1/(R+1) -- the goal's pass rate by luck alone."""
+    were as good as every other, all S searches would beat all R random networks with
+    probability 1 / C(R+S, S) (the S searched being the top S of R+S exchangeable results):
+    the goal's pass rate by luck alone."""
+    import math
     import numpy as np
     from scipy import stats
     groups = [np.asarray(r["test_accuracy"], np.float64) for r in rows]
@@ -647,7 +649,7 @@ def told_apart(rows):
             "seed_sd": _round(float(np.sqrt(np.mean([np.var(g, ddof=1) for g in groups])))),
             "means_sd": _round(float(np.std([g.mean() for g in groups], ddof=1))),
             "chance_every_search_beats_best_random_if_all_equal":
-                _round((1.0 / (randoms + 1)) ** searches)}
+                _round(1.0 / math.comb(randoms + searches, searches))}
 
 
 # what a network's mean retrained accuracy is compared with (Spearman's rho over the networks)
