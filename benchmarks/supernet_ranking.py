@@ -129,13 +129,13 @@ def inherited_accuracies(args, space, folder, archs):
             kept = json.load(f)
         if sorted(kept["accuracies"]) == names:
             return kept["accuracies"], kept["test_images"]
-    result, test_images = _evaluate_inherited(args, space, folder, archs)
+    result, test_images = evaluate_inherited(args, space, folder, archs)
     from proxyless_tf import io_utils
     io_utils.write_json(saved, {"accuracies": result, "test_images": test_images})
     return result, test_images
 
 
-def _evaluate_inherited(args, space, folder, archs):
+def evaluate_inherited(args, space, folder, archs):
     import tensorflow as tf
     from proxyless_tf import data, derived
     from proxyless_tf.supernet import Supernet
