@@ -47,6 +47,9 @@ def parse_args():
     for path in filter(None, args.results.split(",")):
         if not os.path.exists(path):
             parser.error(f"--results: no file {path}")
+    if not os.path.isdir(os.path.join(args.data_dir, "cifar10")):
+        parser.error(f"--data_dir={args.data_dir}: no cifar10 in TFDS format there "
+                     "(../shared/datasets/README.md)")
     return args
 
 
@@ -79,7 +82,11 @@ def main():
     from supernet_ranking import evaluate_inherited
     space = small_input_space(width_multiplier=args.width_multiplier,
                               depths=tuple(int(d) for d in args.depths.split(",")))
-    nets = networks(args, space)
+    from proxyless_tf.errors import UsageError
+    try:
+        nets = networks(args, space)
+    except UsageError as error:  # an op the space does not have, or a results file of another
+        sys.exit(f"--uniform/--results: {error}")
     inherited, test_images = evaluate_inherited(args, space, args.search_dir, nets)
     rows = []
     for arch, retrained in nets:

@@ -61,6 +61,16 @@ def assert_usage_error(result, *words):
         assert word in errors[0], errors[0]
 
 
+def load_benchmark(name):
+    """benchmarks/NAME.py as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "benchmarks",
+                                                                     f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def tiny_space(**overrides):
     from proxyless_tf.search_space import small_input_space
     settings = dict(input_size=16, width_multiplier=0.25, widths=(16, 24), depths=(2, 2),

@@ -1,22 +1,13 @@
 """benchmarks/inherited_accuracy.py: which networks it evaluates (no supernet, no data)."""
 
 import argparse
-import importlib.util
 import json
 import os
 
-from conftest import REPO, tiny_space
+from conftest import load_benchmark, tiny_space
 
 
-def load_benchmark():
-    path = os.path.join(REPO, "benchmarks", "inherited_accuracy.py")
-    spec = importlib.util.spec_from_file_location("inherited_accuracy", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_benchmark()
+bench = load_benchmark("inherited_accuracy")
 
 
 def write_results(folder, rows):

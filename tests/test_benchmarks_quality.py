@@ -3,26 +3,16 @@ synthetic latency table (no training, no timing): the rejection sampler of the r
 the MAC count, and the bookkeeping of several searches (each against the best random network)
 on made-up results."""
 
-import importlib.util
 import json
-import os
 
 import pytest
 
-from conftest import REPO, synthetic_table, tiny_space
+from conftest import load_benchmark, synthetic_table, tiny_space
 from proxyless_tf import architecture, blocks, latency
 from proxyless_tf.errors import UsageError
 
 
-def load_benchmark():
-    path = os.path.join(REPO, "benchmarks", "cifar10_quality.py")
-    spec = importlib.util.spec_from_file_location("cifar10_quality", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_benchmark()
+bench = load_benchmark("cifar10_quality")
 
 
 def test_random_networks_are_distinct_and_within_the_window_of_the_target():
