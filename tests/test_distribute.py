@@ -218,10 +218,6 @@ def mirrored_checks(tmp, out_path):
     def max_abs(a):
         return max(float(np.max(np.abs(x))) if np.size(x) else 0.0 for x in a)
 
-    def max_rel(a, b):
-        return max(float(np.max(np.abs(x - y) / (1e-5 + np.abs(y)))) if np.size(x) else 0.0
-                   for x, y in zip(a, b))
-
     def all_copies_equal(search, bn=True):
         variables = [v for v in search.net.variables if bn or "moving" not in v.name] + \
             search.weight_optimizer.variables + search.arch_optimizer.variables
@@ -262,7 +258,6 @@ def mirrored_checks(tmp, out_path):
         return {
             "replicas": mirrored.num_replicas_in_sync,
             "max_abs_diff": {k: max_diff(a[k], b[k]) for k in groups},
-            "max_rel_diff": {k: max_rel(a[k], b[k]) for k in groups},
             "scale": {k: max_abs(a[k]) for k in groups},
             "optimizer_counters_equal": all(np.array_equal(x, y) for x, y in
                                             zip(a["optimizer_counters"], b["optimizer_counters"])),
