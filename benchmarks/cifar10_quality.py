@@ -12,7 +12,7 @@ On the 32x32 space, for the mobile target (TFLite run by LiteRT, 1 thread, batch
      --target_ms; kept in OUTPUT_DIR/target.json;
   3. --search_seeds searches (python -m proxyless_tf.search, seeds 0..N-1) with that table, T
      and the absolute latency loss: each trains a seed network first (--seed_fraction of the
-     warm-up), grows it into every candidate, warms the supernet up on random paths, then
+     warm-up; every block at its --seed_candidate), grows it into every candidate, warms the supernet up on random paths, then
      searches;
   4. --random_count random architectures of the space whose predicted latency is within
      +-random_tolerance of T (rejection sampling on the table, seeded by --seed), the same for
@@ -126,8 +126,8 @@ QUICK = dict(
 RECIPE_FLAGS = (
     "dataset", "data_dir", "download", "space", "input_size", "width_multiplier", "widths",
     "depths", "strides", "candidates", "dropout", "batch_size", "valid_fraction",
-    "max_train_examples", "epochs", "warmup_epochs", "seed_fraction", "skip_rate", "zero_pairs",
-    "steps_per_epoch",
+    "max_train_examples", "epochs", "warmup_epochs", "seed_fraction", "seed_candidate",
+    "skip_rate", "zero_pairs", "steps_per_epoch",
     "weight_lr", "weight_decay", "momentum", "label_smoothing", "arch_lr", "arch_beta1",
     "arch_beta2", "arch_init_std", "arch_update_every", "arch_algo", "train_epochs",
     "train_warmup_epochs", "train_steps_per_epoch", "train_lr")

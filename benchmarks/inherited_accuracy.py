@@ -6,14 +6,20 @@ the supernet's weights, batch norm re-estimated on training batches (`proxyless_
 benchmarks/supernet_ranking.py does):
 
   * the networks of `benchmarks/cifar10_quality.py` result files (--results), next to their
-    mean retrained accuracy, with Spearman's rho between the two: does the supernet order them
+    mean retrained accuracy, with Spearman's rho and Kendall's tau: does the supernet order them
     as retraining does?
   * uniform networks all:OP (--uniform): does it see what a larger candidate adds?
+  * the weight of the wider candidates' added channels: in each path whose expansion is above
+    the block's narrowest candidate, the mean |projection weight| of its hidden channels beyond
+    the narrowest one's width, relative to those within it. 0 means those channels compute
+    nothing yet (they were added by growth with zero projection weights), about 1 that they
+    weigh as much as the others.
 
     python benchmarks/inherited_accuracy.py --search_dir=runs/zero_grad_warmup \\
         --results=runs/cq_skip50_long/results.json,runs/cq_hinge_long/results.json
 
-The last line printed is a JSON summary.
+The last line printed is a JSON summary, also written to SEARCH_DIR/inherited_accuracy.json,
+next to inherited_accuracy.png: supernet weights against retrained, one point per network.
 """
 
 import argparse
@@ -73,13 +79,70 @@ def networks(args, space):
     return found
 
 
+def added_channel_weight(net):
+    """{"block/op": ratio} for every MBConv path wider than its block's narrowest MBConv
+    candidate: mean |projection weight| of the hidden channels beyond the narrowest width over
+    the mean of those within it (see the module docstring)."""
+    import numpy as np
+    from proxyless_tf.search_space import parse_op
+    ratios = {}
+    for m in net.mixed_ops:
+        ops = [(op, path) for op, path in zip(m.candidates, m.paths) if path is not None]
+        if not ops:
+            continue
+        narrowest = min(parse_op(op).expand for op, _ in ops)
+        for op, path in ops:
+            if parse_op(op).expand == narrowest:
+                continue
+            kernel = [layer for layer in path.layers
+                      if layer.name.endswith("_project_conv")][0].get_weights()[0]
+            inside = kernel.shape[2] * narrowest // parse_op(op).expand
+            ratios[f"{m.block_index}/{op}"] = float(np.abs(kernel[:, :, inside:]).mean()
+                                                    / np.abs(kernel[:, :, :inside]).mean())
+    return ratios
+
+
+def scatter_png(summary, path):
+    """Inherited against retrained accuracy, coloured by expand-6 blocks; the uniform networks
+    all:OP (not retrained) as ticks along the bottom."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from proxyless_tf import io_utils
+    compared = [r for r in summary["networks"] if r["retrained"] is not None]
+    uniform = [r for r in summary["networks"] if r["retrained"] is None]
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    points = ax.scatter([100 * r["inherited"] for r in compared],
+                        [100 * r["retrained"] for r in compared],
+                        c=[r["expand6_blocks"] for r in compared], cmap="viridis", vmin=0)
+    fig.colorbar(points, label="expand-6 blocks")
+    for r in uniform:
+        ax.axvline(100 * r["inherited"], ymax=0.05, color="grey")
+    if uniform:  # their ticks crowd where the ops score alike: their values in a corner
+        ax.text(0.02, 0.97, "ticks: all:OP with the supernet's weights\n" + "\n".join(
+            f"{r['name']} {100 * r['inherited']:.1f}%" for r in uniform), fontsize=7,
+            transform=ax.transAxes, va="top", color="grey")
+    ax.set_xlabel("test accuracy with the supernet's weights (%)")
+    ax.set_ylabel("retrained test accuracy, mean of seeds (%)")
+    title = os.path.normpath(summary["search_dir"])
+    if "kendall_inherited_vs_retrained" in summary:
+        title += (f"\nKendall tau {summary['kendall_inherited_vs_retrained']['tau']:+.2f}, "
+                  f"Spearman rho {summary['spearman_inherited_vs_retrained']['rho']:+.2f} "
+                  f"({len(compared)} networks)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    with io_utils.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
 def main():
     args = parse_args()
     from proxyless_tf import quiet
     quiet.start_tensorflow()
     from scipy import stats
     from proxyless_tf.search_space import small_input_space
-    from supernet_ranking import evaluate_inherited
+    from supernet_ranking import evaluate_inherited, restore_supernet
     space = small_input_space(width_multiplier=args.width_multiplier,
                               depths=tuple(int(d) for d in args.depths.split(",")))
     from proxyless_tf.errors import UsageError
@@ -87,7 +150,14 @@ def main():
         nets = networks(args, space)
     except UsageError as error:  # an op the space does not have, or a results file of another
         sys.exit(f"--uniform/--results: {error}")
-    inherited, test_images = evaluate_inherited(args, space, args.search_dir, nets)
+    net = restore_supernet(space, args.search_dir)
+    added = added_channel_weight(net)
+    if added:
+        values = sorted(added.values())
+        print(f"added channels' projection weight / the narrowest candidate's channels: median "
+              f"{values[len(values) // 2]:.3f} ({values[0]:.3f}-{values[-1]:.3f}) over "
+              f"{len(values)} paths", flush=True)
+    inherited, test_images = evaluate_inherited(args, space, args.search_dir, nets, net)
     rows = []
     for arch, retrained in nets:
         ops = [b.op for b in arch.blocks if b.searchable]
@@ -98,13 +168,21 @@ def main():
               f"{'-' if retrained is None else f'{100 * retrained:.2f}%':>7s}  expand-6 blocks "
               f"{rows[-1]['expand6_blocks']}", flush=True)
     compared = [r for r in rows if r["retrained"] is not None]
-    summary = {"search_dir": args.search_dir, "test_images": test_images, "networks": rows}
+    summary = {"search_dir": args.search_dir, "test_images": test_images, "networks": rows,
+               "added_channel_weight": {name: round(v, 4) for name, v in added.items()}}
     if len(compared) >= 3:
-        rho, p_value = stats.spearmanr([r["inherited"] for r in compared],
-                                       [r["retrained"] for r in compared])
+        inherited_accs = [r["inherited"] for r in compared]
+        retrained_accs = [r["retrained"] for r in compared]
+        rho, p_value = stats.spearmanr(inherited_accs, retrained_accs)
+        tau, tau_p = stats.kendalltau(inherited_accs, retrained_accs)
         summary["spearman_inherited_vs_retrained"] = {"rho": round(float(rho), 3),
                                                       "p": round(float(p_value), 4),
                                                       "networks": len(compared)}
+        summary["kendall_inherited_vs_retrained"] = {"tau": round(float(tau), 3),
+                                                     "p": round(float(tau_p), 4)}
+    from proxyless_tf import io_utils
+    io_utils.write_json(os.path.join(args.search_dir, "inherited_accuracy.json"), summary)
+    scatter_png(summary, os.path.join(args.search_dir, "inherited_accuracy.png"))
     print(json.dumps(summary), flush=True)
 
 

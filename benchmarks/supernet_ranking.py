@@ -37,12 +37,13 @@ TFDS_DIR = os.path.join(os.path.dirname(REPO), "shared", "datasets", "tfds")
 TABLE = os.path.join(REPO, "proxyless_tf", "tables", "mobile_32.json")
 
 FULL = dict(count=10, max_train_examples=10000, batch_size=128, supernet_epochs=10,
-            seed_epochs=4, skip_rate=0.5, weight_lr=0.05, train_epochs=3, train_warmup_epochs=1,
+            seed_epochs=4, seed_candidate="smallest", skip_rate=0.5, weight_lr=0.05,
+            train_epochs=3, train_warmup_epochs=1,
             train_lr=0.05,
             width_multiplier=0.5, depths="2,2,2,2,2,1", recalibration_batches=20,
             output_dir="runs/supernet_ranking")
 QUICK = dict(count=4, max_train_examples=640, batch_size=64, supernet_epochs=2, seed_epochs=1,
-             skip_rate=0.5,
+             seed_candidate="smallest", skip_rate=0.5,
              weight_lr=0.05, train_epochs=1, train_warmup_epochs=0, train_lr=0.05,
              width_multiplier=0.25, depths="1,1,1,1,1,1", recalibration_batches=2,
              output_dir="runs/supernet_ranking_quick")
@@ -100,7 +101,8 @@ def train_supernet(args, out):
     run("proxyless_tf.search", common_flags(args) + [
         f"--epochs={args.supernet_epochs}", f"--warmup_epochs={args.supernet_epochs}",
         f"--seed_fraction={args.seed_epochs / args.supernet_epochs}",
-        f"--skip_rate={args.skip_rate}", f"--weight_lr={args.weight_lr}",
+        f"--seed_candidate={args.seed_candidate}", f"--skip_rate={args.skip_rate}",
+        f"--weight_lr={args.weight_lr}",
         f"--output_dir={folder}"], os.path.join(out, "supernet.log"))
     return folder
 
@@ -135,15 +137,21 @@ def inherited_accuracies(args, space, folder, archs):
     return result, test_images
 
 
-def evaluate_inherited(args, space, folder, archs):
+def restore_supernet(space, folder):
+    """The supernet of `space` with the weights of search directory `folder`'s last checkpoint."""
     import tensorflow as tf
-    from proxyless_tf import data, derived
     from proxyless_tf.supernet import Supernet
-    splits = data.load("cifar10", 32, args.batch_size, args.data_dir, False, 0.1, 0,
-                       args.max_train_examples)
     net = Supernet(space)
     latest = tf.train.latest_checkpoint(os.path.join(folder, "checkpoints"))
     tf.train.Checkpoint(supernet=net).restore(latest).expect_partial()
+    return net
+
+
+def evaluate_inherited(args, space, folder, archs, net=None):
+    from proxyless_tf import data, derived
+    splits = data.load("cifar10", 32, args.batch_size, args.data_dir, False, 0.1, 0,
+                       args.max_train_examples)
+    net = net or restore_supernet(space, folder)
     result = {}
     for arch, _ in archs:
         model = derived.derived_network(net, splits.train, arch, args.recalibration_batches)

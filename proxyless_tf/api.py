@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Sequence, Union
 
 from proxyless_tf import architecture, io_utils, reproducible, search_space
 from proxyless_tf.errors import UsageError, require_settings
@@ -187,7 +187,9 @@ def search_config(config: Optional["SearchConfig"] = None, **knobs: Any) -> "Sea
     weight_lr, weight_decay, momentum, label_smoothing, arch_lr, arch_beta1, arch_beta2,
     arch_update_every, arch_algo ("grad", "reinforce"), weight_mode ("binary", "full"), seed,
     path_sampling, derive ("target", "argmax"), derive_tolerance, seed_epochs (the first
-    warm-up epochs that train the seed network alone; default half the warm-up), skip_rate
+    warm-up epochs that train the seed network alone; default half the warm-up), seed_candidate
+    ("smallest": grown exactly into the others; "widest", "largest" or an op such as "k3e6":
+    cropped into the candidates smaller than it), skip_rate
     (seed and warm-up: the probability that a block which can be skipped is skipped),
     zero_pairs ("gate", "loss": how the architecture step judges a pair that holds zero)."""
     from proxyless_tf.search_loop import SearchConfig
@@ -216,6 +218,7 @@ def check_search_config(config: "SearchConfig", prefix: str = "") -> None:
         if getattr(config, name) not in allowed:
             raise UsageError(f"{prefix}{name}={getattr(config, name)!r}: use one of "
                              f"{', '.join(allowed)}")
+    check_seed_candidate(config.seed_candidate, prefix)
     if not 0 <= config.skip_rate < 1:
         raise UsageError(f"{prefix}skip_rate={config.skip_rate} must be at least 0 and below 1")
     if not 0 <= config.seed_epochs <= config.warmup_epochs:
@@ -224,6 +227,24 @@ def check_search_config(config: "SearchConfig", prefix: str = "") -> None:
     if config.seed_epochs and config.weight_mode != "binary":
         raise UsageError("seed_epochs needs weight_mode='binary' (the full mode trains every "
                          "path at once)")
+
+
+def check_seed_candidate(seed_candidate: str, prefix: str = "",
+                         candidates: Optional[Sequence[str]] = None) -> None:
+    """A UsageError unless `seed_candidate` is "smallest", "widest", "largest" or an MBConv op
+    (one of `candidates` when given)."""
+    from proxyless_tf import growth
+    if seed_candidate in growth.SEED_CANDIDATES:
+        return
+    ops = [op for op in (candidates or ()) if op != search_space.ZERO]
+    try:
+        is_op = search_space.parse_op(seed_candidate) is not None
+    except UsageError:
+        is_op = False
+    if not is_op or (candidates is not None and seed_candidate not in ops):
+        allowed = ", ".join(growth.SEED_CANDIDATES) + (
+            f" or one of the candidates {', '.join(ops)}" if candidates else " or an MBConv op")
+        raise UsageError(f"{prefix}seed_candidate={seed_candidate!r}: use {allowed}")
 
 
 def make_search(space: search_space.SearchSpace, splits: "Splits", config: "SearchConfig",
@@ -240,6 +261,7 @@ def make_search(space: search_space.SearchSpace, splits: "Splits", config: "Sear
 
     from proxyless_tf.search_loop import BilevelSearch
     from proxyless_tf.supernet import Supernet
+    check_seed_candidate(config.seed_candidate, candidates=space.candidates)
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():  # the supernet's and REINFORCE's variables are mirrored
         supernet = Supernet(space, alpha_init_std=arch_init_std)

@@ -17,6 +17,17 @@ expansion weights (so that they can learn) but get zero projection weights (so t
 change nothing yet); its batch norms copy the seed's for the shared channels. Random-path
 training then starts from a supernet as accurate as the seed, and the search asks of each
 candidate whether its extra kernel taps and channels earn their latency.
+
+A grown candidate stays near its seed for a long time: its added channels start with zero
+projection weights, and a candidate drawn in one step of six moves them slowly (on CIFAR-10,
+after the benchmarks' warm-up, they weigh 0.1% of the seed's channels; docs/search_quality.md,
+section 9). The supernet then scores a grown candidate as its seed. So the seed can also be
+another candidate (`seed_candidate`: "widest", "largest" or an op name): candidates smaller
+than it in a dimension start as its crop there, Once-for-All style (the centre of its depthwise
+kernel; its hidden channels sorted by importance, the L1 norm of their projection weights, and
+the first ones kept). A crop does not compute the seed's function exactly, so it starts less
+accurate than the seed, and the supernet then scores what a candidate keeps of the seed. With
+"widest" (k3e6) that order follows the expansion, as 15 epochs of retraining on CIFAR-10 do.
 """
 
 import numpy as np
@@ -40,79 +51,135 @@ def can_grow(source, target):
     return t.kernel >= s.kernel and t.expand >= s.expand and (s.expand == 1) == (t.expand == 1)
 
 
-def seed_index(candidates):
-    """The block's seed: the MBConv candidate that can grow into the most others (ties: the
-    smallest kernel, then expansion). None if the block has no MBConv candidate."""
+SEED_CANDIDATES = ("smallest", "widest", "largest")  # or one op of the candidates, e.g. "k3e6"
+
+
+def seed_index(candidates, seed_candidate="smallest"):
+    """The block's seed: "smallest": the MBConv candidate that can grow into the most others
+    (ties: the smallest kernel, then expansion); "widest": the largest expansion at the
+    smallest kernel (k3e6 among the defaults); "largest": the one the most others can grow
+    into (ties: the largest kernel, then expansion); an op name: that candidate. None if the
+    block has no MBConv candidate."""
     ops = [(k, op) for k, op in enumerate(candidates) if parse_op(op) is not None]
     if not ops:
         return None
+    if seed_candidate not in SEED_CANDIDATES:
+        if seed_candidate not in candidates or parse_op(seed_candidate) is None:
+            raise ValueError(f"seed_candidate={seed_candidate!r}: use one of "
+                             f"{', '.join(SEED_CANDIDATES)} or an MBConv op of the candidates "
+                             f"({', '.join(op for _, op in ops)})")
+        return list(candidates).index(seed_candidate)
+    if seed_candidate == "widest":
+        return min(ops, key=lambda item: (-parse_op(item[1]).expand, parse_op(item[1]).kernel))[0]
+    largest = seed_candidate == "largest"
 
     def rank(item):
         k, op = item
-        reach = sum(can_grow(op, other) for _, other in ops)
+        reach = sum(can_grow(other, op) if largest else can_grow(op, other) for _, other in ops)
         parsed = parse_op(op)
-        return (-reach, parsed.kernel, parsed.expand)
+        size = (-parsed.kernel, -parsed.expand) if largest else (parsed.kernel, parsed.expand)
+        return (-reach,) + size
     return min(ops, key=rank)[0]
 
 
-def seed_paths(supernet):
+def seed_paths(supernet, seed_candidate="smallest"):
     """int32-ready [num_searchable, 2] indices fixing every searchable block at its seed."""
-    return np.array([[seed_index(m.candidates)] * 2 for m in supernet.mixed_ops], np.int32)
+    return np.array([[seed_index(m.candidates, seed_candidate)] * 2 for m in supernet.mixed_ops],
+                    np.int32)
 
 
-def grow(supernet):
-    """Sets every candidate that can grow from its block's seed to the seed's function.
-    Returns {block index: [ops grown]} and {block index: [ops left as they were]}."""
-    grown, left = {}, {}
+def can_fit(source, target):
+    """Whether MBConv op `target` can start from op `source`'s weights: both with or both
+    without an expansion layer (kernel and expansion may be larger or smaller)."""
+    s, t = parse_op(source), parse_op(target)
+    return s is not None and t is not None and (s.expand == 1) == (t.expand == 1)
+
+
+def grow(supernet, seed_candidate="smallest"):
+    """Sets every other candidate of every block from the block's seed: exactly its function
+    where the candidate can grow from it, its crop where the candidate is smaller in a
+    dimension. Returns {"grown" | "cropped" | "left": {block index: [ops]}}."""
+    done = {"grown": {}, "cropped": {}, "left": {}}
     for m in supernet.mixed_ops:
-        seed = seed_index(m.candidates)
+        seed = seed_index(m.candidates, seed_candidate)
+        if seed is None:
+            continue
         seed_op = m.candidates[seed]
-        for k, op in enumerate(m.candidates):
-            if k == seed or m.paths[k] is None:
-                continue
-            if can_grow(seed_op, op):
-                grow_path(m.paths[seed], m.paths[k], m.block_index, seed_op, op)
-                grown.setdefault(m.block_index, []).append(op)
-            else:
-                left.setdefault(m.block_index, []).append(op)
-    return grown, left
+        others = [(k, op) for k, op in enumerate(m.candidates) if k != seed and m.paths[k]]
+        if any(can_fit(seed_op, op) and parse_op(op).expand < parse_op(seed_op).expand
+               for _, op in others):  # a crop keeps the first channels: make them the best
+            sort_hidden_channels(m.paths[seed], m.block_index, seed_op)
+        for k, op in others:
+            kind = ("grown" if can_grow(seed_op, op) else "cropped") if can_fit(seed_op, op) \
+                else "left"
+            if kind != "left":
+                fit_path(m.paths[seed], m.paths[k], m.block_index, seed_op, op)
+            done[kind].setdefault(m.block_index, []).append(op)
+    return done
 
 
-def grow_path(source, target, block_index, source_op, target_op):
-    """Copies path model `source` (op `source_op`) into `target` so that `target` computes
-    the same function (see the module docstring)."""
+def fit_path(source, target, block_index, source_op, target_op):
+    """Sets path model `target` (op `target_op`) from path model `source` (op `source_op`).
+    Per dimension: a larger depthwise kernel is the source's zero-padded, a smaller one its
+    centre; more hidden channels keep the source's first (the added ones keep their random
+    expansion weights but get zero projection weights), fewer keep its first ones only. Where
+    `target` is at least as large in both, it computes the source's function exactly."""
     source_layers = _layers_by_role(source, blocks.op_layer_prefix(block_index, source_op))
     target_layers = _layers_by_role(target, blocks.op_layer_prefix(block_index, target_op))
     if source_layers.keys() != target_layers.keys():
         raise ValueError(f"block {block_index}: {source_op} and {target_op} have different "
-                         "layers; cannot grow one from the other")
+                         "layers; cannot set one from the other")
     for role, layer in target_layers.items():
         weights = [w.copy() for w in layer.get_weights()]
         seed = source_layers[role].get_weights()
+        shared = min(seed[0].shape[2 if role in (_DW_CONV, _PROJECT_CONV) else -1],
+                     weights[0].shape[2 if role in (_DW_CONV, _PROJECT_CONV) else -1])
         if role == _DW_CONV:
-            weights = [_centre(seed[0], weights[0])]
+            weights = [_fit_kernel(seed[0][:, :, :shared, :], weights[0])]
         elif role == _EXPAND_CONV:
-            weights[0][..., :seed[0].shape[-1]] = seed[0]
+            weights[0][..., :shared] = seed[0][..., :shared]
         elif role in (_EXPAND_BN, _DW_BN):
             for new, old in zip(weights, seed):
-                new[:old.shape[0]] = old
+                new[:shared] = old[:shared]
         elif role == _PROJECT_CONV:
-            hidden = seed[0].shape[2]
-            weights[0][:, :, :hidden, :] = seed[0]
-            weights[0][:, :, hidden:, :] = 0.0  # added channels contribute nothing yet
+            weights[0][:, :, :shared, :] = seed[0][:, :, :shared, :]
+            weights[0][:, :, shared:, :] = 0.0  # added channels contribute nothing yet
         else:  # project_bn: the output channels are the same
             weights = [w.copy() for w in seed]
         layer.set_weights(weights)
 
 
-def _centre(seed_kernel, target_kernel):
-    """The target depthwise kernel with the seed's kernel in its centre (zero taps around) on
-    the seed's channels; the added channels keep their own weights."""
+def sort_hidden_channels(path, block_index, op):
+    """Reorders path model `path`'s hidden (expanded) channels, most important first, without
+    changing its function: importance is the L1 norm of a channel's projection weights
+    (Once-for-All's channel sorting), so that a crop keeps the channels that matter most."""
+    layers = _layers_by_role(path, blocks.op_layer_prefix(block_index, op))
+    project = layers[_PROJECT_CONV].get_weights()
+    order = np.argsort(-np.abs(project[0]).sum(axis=(0, 1, 3)), kind="stable")
+    for role, layer in layers.items():
+        weights = layer.get_weights()
+        if role == _EXPAND_CONV:
+            weights = [weights[0][..., order]]
+        elif role in (_DW_CONV, _PROJECT_CONV):
+            weights = [weights[0][:, :, order, :]]
+        elif role in (_EXPAND_BN, _DW_BN):
+            weights = [w[order] for w in weights]
+        layer.set_weights(weights)
+
+
+def _fit_kernel(seed_kernel, target_kernel):
+    """The target depthwise kernel with the seed's kernel (on its first channels) in its centre,
+    zero taps around it, or cropped to its centre; the target's other channels keep their own
+    weights."""
     kernel = target_kernel.copy()
-    hidden, size, pad = seed_kernel.shape[2], seed_kernel.shape[0], \
-        (target_kernel.shape[0] - seed_kernel.shape[0]) // 2
-    kernel[:, :, :hidden, :] = 0.0
-    kernel[pad:pad + size, pad:pad + size, :hidden, :] = seed_kernel
+    shared, size, target_size = seed_kernel.shape[2], seed_kernel.shape[0], kernel.shape[0]
+    if target_size >= size:
+        pad = (target_size - size) // 2
+        kernel[:, :, :shared, :] = 0.0
+        kernel[pad:pad + size, pad:pad + size, :shared, :] = seed_kernel
+    else:
+        cut = (size - target_size) // 2
+        kernel[:, :, :shared, :] = seed_kernel[cut:cut + target_size, cut:cut + target_size]
     return kernel
 
 

@@ -59,10 +59,18 @@ flags.DEFINE_float("checkpoint_seconds", 0.0,
                    "save (about 1 s on flags/mobile.cfg's supernet) is a large share.")
 flags.DEFINE_float("seed_fraction", 0.5,
                    "The share of the warm-up epochs (rounded up) that trains the seed network "
-                   "(each block at its smallest candidate) alone; it then grows into every "
+                   "(each block at its --seed_candidate) alone; it then grows into every "
                    "candidate, so that the supernet starts as accurate as the seed "
                    "(proxyless_tf/growth.py). 1: the whole warm-up; 0: random paths from the "
                    "start, as in the paper.")
+flags.DEFINE_string("seed_candidate", "smallest",
+                    "The seed network's candidate in each block: smallest (k3e3 among the "
+                    "defaults), widest (the largest expansion at the smallest kernel: k3e6), "
+                    "largest (k7e6) or an op of the candidates. Every other candidate then "
+                    "starts from the trained seed: as its exact function where it is at least "
+                    "as large, as its crop (centre taps, most important channels; Once-for-All) "
+                    "where smaller. widest makes the supernet score expand-6 as retraining does "
+                    "(docs/search_quality.md, section 9).")
 flags.DEFINE_float("skip_rate", 0.5,
                    "In the seed and warm-up phases, the probability that a block which can be "
                    "skipped (has `zero` among its candidates) is skipped in a weight step "

@@ -44,10 +44,11 @@ def config_from_flags():
         arch_beta1=FLAGS.arch_beta1, arch_beta2=FLAGS.arch_beta2,
         arch_update_every=FLAGS.arch_update_every, arch_algo=FLAGS.arch_algo,
         weight_mode=FLAGS.weight_mode, seed=FLAGS.seed, path_sampling=FLAGS.path_sampling,
-        seed_epochs=seed_epochs, derive=FLAGS.derive,
+        seed_epochs=seed_epochs, seed_candidate=FLAGS.seed_candidate, derive=FLAGS.derive,
         skip_rate=FLAGS.skip_rate, zero_pairs=FLAGS.zero_pairs,
         checkpoint_seconds=FLAGS.checkpoint_seconds)
     api.check_search_config(config, prefix="--")
+    api.check_seed_candidate(config.seed_candidate, "--", FLAGS.candidates)
     options.check_positive(batch_size=FLAGS.batch_size)
     return config
 

@@ -53,6 +53,9 @@ class SearchConfig:
     seed_epochs: int = None           # first warm-up epochs train the seed network alone, which
                                       # then grows into every candidate (proxyless_tf.growth);
                                       # None: half the warm-up; 0: random paths from the start
+    seed_candidate: str = "smallest"  # the seed: "smallest" grows exactly into the others;
+                                      # "widest", "largest" or an op ("k3e6") is cropped into
+                                      # those smaller than it (growth.py)
     skip_rate: float = 0.5            # seed and warm-up phases: each block that can be skipped
                                       # is skipped with this probability per weight step
                                       # (stochastic depth, so that the supernet scores shallow
@@ -261,7 +264,7 @@ class BilevelSearch:
 
     def _run_epoch(self, epoch, train, valid):
         phase = self.config.phase(epoch)
-        fixed = growth.seed_paths(self.net) if phase == "seed" else None
+        fixed = growth.seed_paths(self.net, self.config.seed_candidate) if phase == "seed" else None
         skip_rate = 0.0 if phase == "search" else self.config.skip_rate
         # A live bar on a terminal; in logs (no TTY) one summary line per epoch instead.
         bar_mode = (1 if sys.stdout.isatty() else 2) if self.verbose else 0
@@ -296,12 +299,15 @@ class BilevelSearch:
     def _grow(self):
         """The end of the seed phase: every candidate starts as the trained seed's function
         (before the checkpoint of this epoch, so a resumed search finds the grown supernet)."""
-        grown, left = growth.grow(self.net)
+        done = growth.grow(self.net, self.config.seed_candidate)
         if self.verbose:
-            count = sum(len(ops) for ops in grown.values())
-            print(f"grew {count} candidate paths from the seed network"
-                  + (f"; left as initialised (not growable from the seed): "
-                     f"{sum(len(ops) for ops in left.values())}" if left else ""), flush=True)
+            count = {kind: sum(len(ops) for ops in by_block.values())
+                     for kind, by_block in done.items()}
+            print(f"grew {count['grown']} "
+                  + (f"and cropped {count['cropped']} " if count["cropped"] else "")
+                  + "candidate paths from the seed network"
+                  + (f"; left as initialised (not growable from the seed): {count['left']}"
+                     if count["left"] else ""), flush=True)
 
     def _architecture_update(self, batch, totals, epoch):
         if self.config.arch_algo == "reinforce":
