@@ -12,8 +12,8 @@ On the 32x32 space, for the mobile target (TFLite run by LiteRT, 1 thread, batch
      --target_ms; kept in OUTPUT_DIR/target.json;
   3. --search_seeds searches (python -m proxyless_tf.search, seeds 0..N-1) with that table, T
      and the absolute latency loss: each trains a seed network first (--seed_fraction of the
-     warm-up; every block at its --seed_candidate), grows it into every candidate, warms the supernet up on random paths, then
-     searches;
+     warm-up; every block at its --seed_candidate), grows it into every candidate, warms the
+     supernet up on random paths, then searches;
   4. --random_count random architectures of the space whose predicted latency is within
      +-random_tolerance of T (rejection sampling on the table, seeded by --seed), the same for
      every search, and the baseline all:k3e6 (every block k3e6, nothing skipped) at its own
@@ -95,13 +95,13 @@ FULL_DEFAULTS = dict(
     dataset="cifar10", data_dir=TFDS_DIR, space="small_input", input_size=32,
     width_multiplier=0.5, depths=["2", "2", "2", "2", "2", "1"], batch_size=128,
     max_train_examples=10000, valid_fraction=0.1,
-    # search: 10 epochs, of which 5 warm up: ceil(0.6 x 5) = 3 train the seed network (every
-    # block at its smallest candidate) alone, which then grows into every candidate, 2 train
-    # random paths of the grown supernet; 5 search epochs. ~390 architecture steps instead of
-    # the paper's tens of thousands, so alpha takes 100x the paper's step (1e-3): the
-    # probabilities must become peaked within the budget, or the argmax network is far cheaper
-    # than the expected latency the loss holds at T (with arch_lr=0.01 a 6-epoch search derived
-    # the space's near-cheapest network, 0.51 T)
+    # search: 10 epochs, of which 5 warm up: ceil(0.6 x 5) = 3 train the seed network (every block
+    # at its --seed_candidate, by default the smallest) alone, which then grows into every
+    # candidate, 2 train random paths of the grown supernet; 5 search epochs. ~390 architecture
+    # steps instead of the paper's tens of thousands, so alpha takes 100x the paper's step (1e-3):
+    # the probabilities must become peaked within the budget, or the argmax network is far cheaper
+    # than the expected latency the loss holds at T (with arch_lr=0.01 a 6-epoch search derived the
+    # space's near-cheapest network, 0.51 T)
     epochs=10, warmup_epochs=5, seed_fraction=0.6, arch_update_every=1, weight_lr=0.05,
     arch_lr=0.1,
     # the one retraining recipe
@@ -132,14 +132,15 @@ RECIPE_FLAGS = (
     "arch_beta2", "arch_init_std", "arch_update_every", "arch_algo", "train_epochs",
     "train_warmup_epochs", "train_steps_per_epoch", "train_lr")
 
-# Rough costs on the 2-vCPU development VM (shared), for the estimate printed at the start and
-# the progress bar's total (its ETA then rescales by the pace so far). Training one image costs
-# about 2 ms plus 0.17 ms per million multiply-adds of the network (all:k3e6 at width 0.5, 26
-# MMACs: 6.4 ms at batch 128; a 6-epoch retraining on 10k images took 6 min 40 s alone). Search
-# steps, as multiples of an all:k3e6 training step: a seed-network step 0.6x (every block at its
-# smallest candidate), a random-path weight step 1.05x, an architecture step (two paths on a
-# held-out batch) 1.0x more (measured: seed epochs 36-41 s and random-path epochs 62-68 s at
-# batch 128 on 10k images; search epochs ~1.65x random-path ones in flags/mobile.cfg searches).
+# Rough costs on the 2-vCPU development VM (shared), for the estimate printed at the start and the
+# progress bar's total (its ETA then rescales by the pace so far). Training one image costs about 2
+# ms plus 0.17 ms per million multiply-adds of the network (all:k3e6 at width 0.5, 26 MMACs: 6.4 ms
+# at batch 128; a 6-epoch retraining on 10k images took 6 min 40 s alone). Search steps, as
+# multiples of an all:k3e6 training step: a seed-network step 0.6x (every block at its smallest
+# candidate; a wider seed costs more, and the ETA rescales by the pace), a random-path weight step
+# 1.05x, an architecture step (two paths on a held-out batch) 1.0x more (measured: seed epochs 36-41
+# s and random-path epochs 62-68 s at batch 128 on 10k images; search epochs ~1.65x random-path ones
+# in flags/mobile.cfg searches).
 MS_PER_IMAGE, MS_PER_IMAGE_PER_MMAC = 2.0, 0.17
 SEED_STEP, WEIGHT_STEP, ARCH_STEP = 0.6, 1.05, 1.0
 PROCESS_START_S = 15.0   # importing TensorFlow, loading data, tracing
@@ -185,8 +186,14 @@ def check_flags():
     return space
 
 
+# Recipe flags added after benchmark directories existed: written only when not at their
+# default, so that those directories (whose recipe.cfg lacks the line) still resume.
+LATE_RECIPE_FLAGS = ("seed_candidate",)
+
+
 def recipe_text():
-    lines = [FLAGS[name].serialize() for name in RECIPE_FLAGS]
+    lines = [FLAGS[name].serialize() for name in RECIPE_FLAGS
+             if name not in LATE_RECIPE_FLAGS or FLAGS[name].value != FLAGS[name].default]
     return "# the benchmark's one recipe (search + retraining); written by cifar10_quality.py\n" + \
         "\n".join(line for line in lines if line) + "\n"
 

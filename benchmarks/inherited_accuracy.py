@@ -111,6 +111,8 @@ def scatter_png(summary, path):
     from proxyless_tf import io_utils
     compared = [r for r in summary["networks"] if r["retrained"] is not None]
     uniform = [r for r in summary["networks"] if r["retrained"] is None]
+    if not summary["networks"]:
+        return  # nothing evaluated (--uniform= and no --results): no picture
     fig, ax = plt.subplots(figsize=(6, 4.5))
     points = ax.scatter([100 * r["inherited"] for r in compared],
                         [100 * r["retrained"] for r in compared],

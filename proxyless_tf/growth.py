@@ -8,8 +8,9 @@ random-path supernet stays near chance (10-17% after 160 steps; 2 candidates per
 already enough to stall it, and fixing just those stage-opening blocks lets it learn), while a
 network trained alone reaches 88%.
 
-How. Each searchable block has a seed candidate, the one every other candidate can grow from:
-the smallest kernel and expansion (k3e3 among the default candidates). The seed network (every
+How (the default, `seed_candidate="smallest"`). Each searchable block has a seed candidate, the
+one every other candidate can grow from: the smallest kernel and expansion (k3e3 among the
+default candidates). The seed network (every
 block at its seed) is trained first. Then every other candidate is set to compute exactly the
 seed's function (Net2Net-style): its depthwise kernel is the seed's, zero-padded to its size;
 its expansion keeps the seed's channels first, and the channels it adds keep their random
@@ -19,15 +20,15 @@ training then starts from a supernet as accurate as the seed, and the search ask
 candidate whether its extra kernel taps and channels earn their latency.
 
 A grown candidate stays near its seed for a long time: its added channels start with zero
-projection weights, and a candidate drawn in one step of six moves them slowly (on CIFAR-10,
-after the benchmarks' warm-up, they weigh 0.1% of the seed's channels; docs/search_quality.md,
-section 9). The supernet then scores a grown candidate as its seed. So the seed can also be
-another candidate (`seed_candidate`: "widest", "largest" or an op name): candidates smaller
-than it in a dimension start as its crop there, Once-for-All style (the centre of its depthwise
-kernel; its hidden channels sorted by importance, the L1 norm of their projection weights, and
-the first ones kept). A crop does not compute the seed's function exactly, so it starts less
-accurate than the seed, and the supernet then scores what a candidate keeps of the seed. With
-"widest" (k3e6) that order follows the expansion, as 15 epochs of retraining on CIFAR-10 do.
+projection weights, and a candidate drawn in about one step of twelve moves them slowly (on
+CIFAR-10, after the benchmarks' warm-up, they weigh 0.1% of the seed's channels;
+docs/search_quality.md, section 9). The supernet then scores a grown candidate as its seed.
+So the seed can also be another candidate (`seed_candidate`: "widest", "largest" or an op
+name): candidates smaller than it in a dimension start as its crop there, Once-for-All style
+(the centre of its depthwise kernel; its hidden channels sorted by importance, the L1 norm of
+their projection weights, and the first ones kept). A crop does not compute the seed's
+function exactly, so it starts less accurate than the seed, and the supernet then scores what
+a candidate keeps of the seed. With "widest" (k3e6) that order follows the expansion.
 """
 
 import numpy as np
@@ -95,26 +96,34 @@ def can_fit(source, target):
     return s is not None and t is not None and (s.expand == 1) == (t.expand == 1)
 
 
-def grow(supernet, seed_candidate="smallest"):
+def grow(supernet, seed_candidate="smallest", slot_of=None):
     """Sets every other candidate of every block from the block's seed: exactly its function
     where the candidate can grow from it, its crop where the candidate is smaller in a
-    dimension. Returns {"grown" | "cropped" | "left": {block index: [ops]}}."""
-    done = {"grown": {}, "cropped": {}, "left": {}}
+    dimension (not with the smallest seed, which grows only: a candidate it cannot grow into is
+    left as initialised). Returns {"grown" | "cropped" | "left" | "sorted": {block index:
+    [ops]}}; "sorted": the seeds whose hidden channels were reordered for their crops, with
+    their optimizer state (`slot_of`: see `sort_hidden_channels`)."""
+    done = {"grown": {}, "cropped": {}, "left": {}, "sorted": {}}
+    crops = seed_candidate != "smallest"
     for m in supernet.mixed_ops:
         seed = seed_index(m.candidates, seed_candidate)
         if seed is None:
             continue
         seed_op = m.candidates[seed]
-        others = [(k, op) for k, op in enumerate(m.candidates) if k != seed and m.paths[k]]
-        if any(can_fit(seed_op, op) and parse_op(op).expand < parse_op(seed_op).expand
-               for _, op in others):  # a crop keeps the first channels: make them the best
-            sort_hidden_channels(m.paths[seed], m.block_index, seed_op)
+        others = [(k, op) for k, op in enumerate(m.candidates)
+                  if k != seed and m.paths[k] is not None]
         for k, op in others:
-            kind = ("grown" if can_grow(seed_op, op) else "cropped") if can_fit(seed_op, op) \
-                else "left"
-            if kind != "left":
-                fit_path(m.paths[seed], m.paths[k], m.block_index, seed_op, op)
+            kind = "grown" if can_grow(seed_op, op) else \
+                "cropped" if crops and can_fit(seed_op, op) else "left"
             done[kind].setdefault(m.block_index, []).append(op)
+        if any(parse_op(op).expand < parse_op(seed_op).expand
+               for op in done["cropped"].get(m.block_index, [])):
+            # a crop keeps the seed's first channels: make them its most important ones
+            sort_hidden_channels(m.paths[seed], m.block_index, seed_op, slot_of)
+            done["sorted"][m.block_index] = [seed_op]
+        for k, op in others:
+            if op not in done["left"].get(m.block_index, []):
+                fit_path(m.paths[seed], m.paths[k], m.block_index, seed_op, op)
     return done
 
 
@@ -149,22 +158,25 @@ def fit_path(source, target, block_index, source_op, target_op):
         layer.set_weights(weights)
 
 
-def sort_hidden_channels(path, block_index, op):
+def sort_hidden_channels(path, block_index, op, slot_of=None):
     """Reorders path model `path`'s hidden (expanded) channels, most important first, without
     changing its function: importance is the L1 norm of a channel's projection weights
-    (Once-for-All's channel sorting), so that a crop keeps the channels that matter most."""
+    (Once-for-All's channel sorting), so that a crop keeps the channels that matter most.
+    `slot_of(variable)`: an optimizer state variable shaped like `variable` (the momentum),
+    reordered with it, or None."""
+    if parse_op(op).expand == 1:
+        raise ValueError(f"{op} has no expansion layer: its hidden channels are its input's")
     layers = _layers_by_role(path, blocks.op_layer_prefix(block_index, op))
     project = layers[_PROJECT_CONV].get_weights()
     order = np.argsort(-np.abs(project[0]).sum(axis=(0, 1, 3)), kind="stable")
+    axis = {_EXPAND_CONV: 3, _DW_CONV: 2, _PROJECT_CONV: 2, _EXPAND_BN: 0, _DW_BN: 0}
     for role, layer in layers.items():
-        weights = layer.get_weights()
-        if role == _EXPAND_CONV:
-            weights = [weights[0][..., order]]
-        elif role in (_DW_CONV, _PROJECT_CONV):
-            weights = [weights[0][:, :, order, :]]
-        elif role in (_EXPAND_BN, _DW_BN):
-            weights = [w[order] for w in weights]
-        layer.set_weights(weights)
+        if role not in axis:  # project_bn: the output channels stay
+            continue
+        for variable in layer.weights:
+            slot = slot_of(variable) if slot_of and variable.trainable else None
+            for v in [variable] + ([slot] if slot is not None and slot is not variable else []):
+                v.assign(np.take(v.numpy(), order, axis=axis[role]))
 
 
 def _fit_kernel(seed_kernel, target_kernel):

@@ -297,16 +297,19 @@ class BilevelSearch:
         return record
 
     def _grow(self):
-        """The end of the seed phase: every candidate starts as the trained seed's function
-        (before the checkpoint of this epoch, so a resumed search finds the grown supernet)."""
-        done = growth.grow(self.net, self.config.seed_candidate)
+        """The end of the seed phase: every candidate starts from the trained seed, as its
+        function or its crop (before the checkpoint of this epoch, so a resumed search finds
+        the grown supernet); a seed whose channels are sorted for its crops takes its momentum
+        along."""
+        done = growth.grow(self.net, self.config.seed_candidate,
+                           slot_of=self.weight_optimizer.momentum_slot)
         if self.verbose:
             count = {kind: sum(len(ops) for ops in by_block.values())
                      for kind, by_block in done.items()}
             print(f"grew {count['grown']} "
                   + (f"and cropped {count['cropped']} " if count["cropped"] else "")
                   + "candidate paths from the seed network"
-                  + (f"; left as initialised (not growable from the seed): {count['left']}"
+                  + (f"; left as initialised (cannot start from the seed): {count['left']}"
                      if count["left"] else ""), flush=True)
 
     def _architecture_update(self, batch, totals, epoch):

@@ -58,3 +58,5 @@ def test_the_scatter_is_written_whole(tmp_path):
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.listdir(tmp_path) == ["inherited_accuracy.png"]  # no temporary left behind
+    bench.scatter_png({"search_dir": "runs/x", "networks": []}, str(tmp_path / "none.png"))
+    assert os.listdir(tmp_path) == ["inherited_accuracy.png"]  # nothing to draw, no file
