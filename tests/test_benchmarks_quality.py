@@ -181,3 +181,15 @@ def test_steps_bar_counts_the_estimated_seconds_of_the_planned_steps(capsys):
     steps.finish("train baseline seed 0")
     assert steps.done_s == steps.bar.target == 120
     assert "120/120" in capsys.readouterr().out  # not a terminal: Progbar's one line at the end
+
+
+def test_the_recipe_names_a_flag_added_late_only_away_from_its_default():
+    """recipe.cfg must match for a rerun to continue: a directory written before
+    --seed_candidate existed (no such line) still resumes at the default."""
+    flag = bench.FLAGS["seed_candidate"]
+    assert "seed_candidate" not in bench.recipe_text()
+    flag.value = "widest"
+    try:
+        assert "--seed_candidate=widest\n" in bench.recipe_text()
+    finally:
+        flag.value = flag.default
