@@ -639,7 +639,9 @@ def told_apart(rows):
     the networks' per-seed accuracies (None with fewer than 2 seeds each). If every network
     were as good as every other, all S searches would beat all R random networks with
     probability 1 / C(R+S, S) (the S searched being the top S of R+S exchangeable results):
-    the goal's pass rate by luck alone."""
+    the goal's pass rate by luck alone. networks_sd: how much the networks themselves differ,
+    the spread of their means less what seed noise alone would give (method of moments, 0
+    when the means spread no more than that)."""
     import math
     import numpy as np
     from scipy import stats
@@ -649,12 +651,15 @@ def told_apart(rows):
     f_value, p_value = stats.f_oneway(*groups)
     randoms = sum(r["kind"] == "random" for r in rows)
     searches = sum(r["kind"] == "searched" for r in rows)
+    # sample standard deviations, in accuracy (0-1): within a network over its seeds (pooled),
+    # and across the networks' means
+    seed_sd = float(np.sqrt(np.mean([np.var(g, ddof=1) for g in groups])))
+    means_sd = float(np.std([g.mean() for g in groups], ddof=1))
+    seeds = len(groups) / sum(1.0 / len(g) for g in groups)  # harmonic mean of seeds per network
     return {"networks": len(groups), "anova_f": _round(float(f_value)),
             "anova_p": _round(float(p_value)),
-            # sample standard deviations, in accuracy (0-1): within a network over its seeds
-            # (pooled), and across the networks' means
-            "seed_sd": _round(float(np.sqrt(np.mean([np.var(g, ddof=1) for g in groups])))),
-            "means_sd": _round(float(np.std([g.mean() for g in groups], ddof=1))),
+            "seed_sd": _round(seed_sd), "means_sd": _round(means_sd),
+            "networks_sd": _round(np.sqrt(max(0.0, means_sd ** 2 - seed_sd ** 2 / seeds))),
             "chance_every_search_beats_best_random_if_all_equal":
                 _round(1.0 / math.comb(randoms + searches, searches))}
 
@@ -769,7 +774,9 @@ def markdown(rows, summary_, target, header):
                   f"{apart['networks']} networks' seeds: F = {apart['anova_f']:.2f}, "
                   f"p = {apart['anova_p']:.3f}. Standard deviation over the seeds of one "
                   f"network (pooled): {100 * apart['seed_sd']:.2f} points; over the networks' "
-                  f"means: {100 * apart['means_sd']:.2f}. If all networks were equal, every "
+                  f"means: {100 * apart['means_sd']:.2f}; of the networks themselves (the "
+                  f"means' spread less what seed noise gives): "
+                  f"{100 * apart.get('networks_sd', 0.0):.2f}. If all networks were equal, every "
                   f"search "
                   f"would beat the best random one with probability "
                   f"{apart['chance_every_search_beats_best_random_if_all_equal']:.3f}."]
@@ -819,10 +826,22 @@ def scatter_png(rows, target, path):
     plt.close(fig)
 
 
+def earlier_wall_s(out):
+    """Seconds the earlier runs that wrote OUTPUT_DIR/results.json took (0 if none): a rerun
+    (more seeds, or only the results written again) adds its own time to theirs rather than
+    replacing the whole benchmark's time with its own."""
+    path = os.path.join(out, "results.json")
+    if not os.path.exists(path):
+        return 0.0
+    with open(path) as f:
+        return float(json.load(f).get("summary", {}).get("wall_s") or 0.0)
+
+
 def write_results(out, nets, table, target, runs, started):
     baseline_ms = measured_ms(next(n for n in nets if n.kind == "baseline"), out)
     rows = [net_row(net, table, target, out, runs[net.name], baseline_ms) for net in nets]
-    result = summary(rows, target, time.time() - started, quick=FLAGS.quick)
+    result = summary(rows, target, earlier_wall_s(out) + time.time() - started,
+                     quick=FLAGS.quick)
     data = {"summary": result, "target_ms": target, "table": table.source,
             "table_settings": table.settings, "recipe": recipe_text(),
             "flags": {name: FLAGS[name].value for name in

@@ -96,15 +96,45 @@ def say(started, message):
 def train_supernet(args, out):
     """OUTPUT_DIR/supernet: weights only (epochs = warm-up), seed network then random paths."""
     folder = os.path.join(out, "supernet")
-    if os.path.exists(os.path.join(folder, "results.json")):
-        return folder
-    run("proxyless_tf.search", common_flags(args) + [
+    flags = common_flags(args) + [
         f"--epochs={args.supernet_epochs}", f"--warmup_epochs={args.supernet_epochs}",
         f"--seed_fraction={args.seed_epochs / args.supernet_epochs}",
         f"--seed_candidate={args.seed_candidate}", f"--skip_rate={args.skip_rate}",
-        f"--weight_lr={args.weight_lr}",
-        f"--output_dir={folder}"], os.path.join(out, "supernet.log"))
+        f"--weight_lr={args.weight_lr}"]
+    if os.path.exists(os.path.join(folder, "results.json")):
+        differing = flags_differing(os.path.join(folder, "flags.txt"), flags)
+        if differing:  # a supernet of another recipe would be scored as if it were this one
+            sys.exit(f"{folder} was trained with other settings ({', '.join(differing)}); "
+                     "use another --output_dir or delete that folder")
+        return folder
+    run("proxyless_tf.search", flags + [f"--output_dir={folder}"],
+        os.path.join(out, "supernet.log"))
     return folder
+
+
+def flags_differing(flags_txt, flags):
+    """The `--name=value` entries of `flags` whose name flags_txt (a finished run's
+    flags.txt) gives another value: "--name=old (now new)". A name it lacks is taken as
+    matching (a run of an older library, before the flag existed); so is --data_dir (the same
+    data may lie elsewhere on another checkout)."""
+    if not os.path.exists(flags_txt):
+        return []
+    with open(flags_txt) as f:
+        saved = dict(line.strip()[2:].split("=", 1) for line in f
+                     if line.startswith("--") and "=" in line)
+    differing = []
+    for flag in flags:
+        name, value = flag[2:].split("=", 1)
+        if name in saved and name != "data_dir" and not same_value(saved[name], value):
+            differing.append(f"--{name}={saved[name]} (now {value})")
+    return differing
+
+
+def same_value(a, b):
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return a == b
 
 
 def choose_archs(space, count):
@@ -147,14 +177,27 @@ def restore_supernet(space, folder):
     return net
 
 
-def evaluate_inherited(args, space, folder, archs, net=None):
-    from proxyless_tf import data, derived
+def evaluation_data(args):
+    """(calibration, splits): the batches batch norm is re-estimated on, the same for every
+    network and every rerun, so that networks differ by their weights only, not by which
+    images their statistics saw; and the data's splits. The batches are held-out training
+    images (the validation split: not augmented, so seeding makes them repeatable, which the
+    training split's parallel random crops are not), shuffled with a fixed seed, cached."""
+    from proxyless_tf import data, reproducible
+    reproducible.seed_everything(0)  # before loading: the shuffle's seed
     splits = data.load("cifar10", 32, args.batch_size, args.data_dir, False, 0.1, 0,
                        args.max_train_examples)
+    return splits.valid.take(args.recalibration_batches).cache(), splits
+
+
+def evaluate_inherited(args, space, folder, archs, net=None):
+    """Test accuracy of every arch with the supernet's weights, batch norm re-estimated."""
+    from proxyless_tf import derived
+    calibration, splits = evaluation_data(args)
     net = net or restore_supernet(space, folder)
     result = {}
     for arch, _ in archs:
-        model = derived.derived_network(net, splits.train, arch, args.recalibration_batches)
+        model = derived.derived_network(net, calibration, arch, args.recalibration_batches)
         result[arch.name] = derived.accuracy(model, splits.test)
     return result, splits.test_size
 

@@ -206,9 +206,11 @@ def search_config(config: Optional["SearchConfig"] = None, **knobs: Any) -> "Sea
     return config
 
 
-def check_search_config(config: "SearchConfig", prefix: str = "") -> None:
+def check_search_config(config: "SearchConfig", prefix: str = "",
+                        candidates: Optional[Sequence[str]] = None) -> None:
     """A UsageError naming the first setting the search cannot run with (`prefix` "--": as the
-    command line names them)."""
+    command line names them; `candidates`: the space's ops, which seed_candidate must be one
+    of when it names an op)."""
     require_settings(config, ("epochs", "arch_update_every", "weight_lr", "arch_lr"),
                      ("warmup_epochs", "steps_per_epoch", "checkpoint_seconds"),
                      lambda field: prefix + field)
@@ -218,7 +220,7 @@ def check_search_config(config: "SearchConfig", prefix: str = "") -> None:
         if getattr(config, name) not in allowed:
             raise UsageError(f"{prefix}{name}={getattr(config, name)!r}: use one of "
                              f"{', '.join(allowed)}")
-    check_seed_candidate(config.seed_candidate, prefix)
+    _check_seed_candidate(config.seed_candidate, prefix, candidates)
     if not 0 <= config.skip_rate < 1:
         raise UsageError(f"{prefix}skip_rate={config.skip_rate} must be at least 0 and below 1")
     if not 0 <= config.seed_epochs <= config.warmup_epochs:
@@ -227,10 +229,15 @@ def check_search_config(config: "SearchConfig", prefix: str = "") -> None:
     if config.seed_epochs and config.weight_mode != "binary":
         raise UsageError("seed_epochs needs weight_mode='binary' (the full mode trains every "
                          "path at once)")
+    if not config.seed_epochs and config.seed_candidate != "smallest":
+        # without a seed phase nothing is grown or cropped: the setting would be ignored
+        phase = "--seed_fraction above 0" if prefix else "seed_epochs above 0"
+        raise UsageError(f"{prefix}seed_candidate={config.seed_candidate!r} needs a seed phase "
+                         f"({phase}, and warm-up epochs)")
 
 
-def check_seed_candidate(seed_candidate: str, prefix: str = "",
-                         candidates: Optional[Sequence[str]] = None) -> None:
+def _check_seed_candidate(seed_candidate: str, prefix: str = "",
+                          candidates: Optional[Sequence[str]] = None) -> None:
     """A UsageError unless `seed_candidate` is "smallest", "widest", "largest" or an MBConv op
     (one of `candidates` when given)."""
     from proxyless_tf import growth
@@ -261,7 +268,7 @@ def make_search(space: search_space.SearchSpace, splits: "Splits", config: "Sear
 
     from proxyless_tf.search_loop import BilevelSearch
     from proxyless_tf.supernet import Supernet
-    check_seed_candidate(config.seed_candidate, candidates=space.candidates)
+    check_search_config(config, candidates=space.candidates)  # also for a hand-made config
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():  # the supernet's and REINFORCE's variables are mirrored
         supernet = Supernet(space, alpha_init_std=arch_init_std)

@@ -40,6 +40,9 @@ from proxyless_tf.search_space import parse_op
 _EXPAND_CONV, _EXPAND_BN = "expand_conv", "expand_bn"
 _DW_CONV, _DW_BN = "dw_conv", "dw_bn"
 _PROJECT_CONV, _PROJECT_BN = "project_conv", "project_bn"
+# the axis of each layer's weights that runs over the hidden (expanded) channels; project_bn
+# has none: its channels are the block's output, the same for every candidate
+_HIDDEN_AXIS = {_EXPAND_CONV: 3, _DW_CONV: 2, _PROJECT_CONV: 2, _EXPAND_BN: 0, _DW_BN: 0}
 
 
 def can_grow(source, target):
@@ -139,10 +142,12 @@ def fit_path(source, target, block_index, source_op, target_op):
         raise ValueError(f"block {block_index}: {source_op} and {target_op} have different "
                          "layers; cannot set one from the other")
     for role, layer in target_layers.items():
-        weights = [w.copy() for w in layer.get_weights()]
         seed = source_layers[role].get_weights()
-        shared = min(seed[0].shape[2 if role in (_DW_CONV, _PROJECT_CONV) else -1],
-                     weights[0].shape[2 if role in (_DW_CONV, _PROJECT_CONV) else -1])
+        if role not in _HIDDEN_AXIS:  # project_bn: the output channels are the same
+            layer.set_weights([w.copy() for w in seed])
+            continue
+        weights = [w.copy() for w in layer.get_weights()]
+        shared = min(seed[0].shape[_HIDDEN_AXIS[role]], weights[0].shape[_HIDDEN_AXIS[role]])
         if role == _DW_CONV:
             weights = [_fit_kernel(seed[0][:, :, :shared, :], weights[0])]
         elif role == _EXPAND_CONV:
@@ -153,8 +158,6 @@ def fit_path(source, target, block_index, source_op, target_op):
         elif role == _PROJECT_CONV:
             weights[0][:, :, :shared, :] = seed[0][:, :, :shared, :]
             weights[0][:, :, shared:, :] = 0.0  # added channels contribute nothing yet
-        else:  # project_bn: the output channels are the same
-            weights = [w.copy() for w in seed]
         layer.set_weights(weights)
 
 
@@ -169,14 +172,13 @@ def sort_hidden_channels(path, block_index, op, slot_of=None):
     layers = _layers_by_role(path, blocks.op_layer_prefix(block_index, op))
     project = layers[_PROJECT_CONV].get_weights()
     order = np.argsort(-np.abs(project[0]).sum(axis=(0, 1, 3)), kind="stable")
-    axis = {_EXPAND_CONV: 3, _DW_CONV: 2, _PROJECT_CONV: 2, _EXPAND_BN: 0, _DW_BN: 0}
     for role, layer in layers.items():
-        if role not in axis:  # project_bn: the output channels stay
+        if role not in _HIDDEN_AXIS:  # project_bn: the output channels stay
             continue
         for variable in layer.weights:
             slot = slot_of(variable) if slot_of and variable.trainable else None
             for v in [variable] + ([slot] if slot is not None and slot is not variable else []):
-                v.assign(np.take(v.numpy(), order, axis=axis[role]))
+                v.assign(np.take(v.numpy(), order, axis=_HIDDEN_AXIS[role]))
 
 
 def _fit_kernel(seed_kernel, target_kernel):

@@ -70,7 +70,8 @@ flags.DEFINE_string("seed_candidate", "smallest",
                     "starts from the trained seed: as its exact function where it is at least "
                     "as large, as its crop (centre taps, most important channels; Once-for-All) "
                     "where smaller. widest makes the supernet score expand-6 as retraining does "
-                    "(docs/search_quality.md, section 9).")
+                    "(docs/search_quality.md, section 9). Any but smallest needs a seed phase "
+                    "(--seed_fraction above 0).")
 flags.DEFINE_float("skip_rate", 0.5,
                    "In the seed and warm-up phases, the probability that a block which can be "
                    "skipped (has `zero` among its candidates) is skipped in a weight step "

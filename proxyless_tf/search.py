@@ -47,8 +47,7 @@ def config_from_flags():
         seed_epochs=seed_epochs, seed_candidate=FLAGS.seed_candidate, derive=FLAGS.derive,
         skip_rate=FLAGS.skip_rate, zero_pairs=FLAGS.zero_pairs,
         checkpoint_seconds=FLAGS.checkpoint_seconds)
-    api.check_search_config(config, prefix="--")
-    api.check_seed_candidate(config.seed_candidate, "--", FLAGS.candidates)
+    api.check_search_config(config, prefix="--", candidates=FLAGS.candidates)
     options.check_positive(batch_size=FLAGS.batch_size)
     return config
 

@@ -140,6 +140,8 @@ def test_bad_arguments_are_one_line_usage_errors():
         (lambda: api.search_config(derive="best"), ["derive", "target, argmax"]),
         (lambda: api.search_config(zero_pairs="exact"), ["zero_pairs", "gate, loss"]),
         (lambda: api.search_config(seed_candidate="middle"), ["seed_candidate", "largest"]),
+        (lambda: api.search_config(seed_candidate="widest", warmup_epochs=0),
+         ["seed_candidate", "seed phase", "seed_epochs"]),
         (lambda: api.latency_objective(None, "t.json"), ["target_ms", "target_ratio",
                                                          "neither"]),
         (lambda: api.latency_objective(None, "t.json", target_ms=1, target_ratio=0.8),

@@ -133,7 +133,7 @@ def test_the_summary_says_whether_the_seeds_tell_the_networks_apart():
     level_result = bench.summary(with_seeds(fake_rows(), level), 0.44, 1.0)["told_apart"]
     assert level_result["anova_p"] > 0.9 and level_result["networks"] == 7
     assert level_result["seed_sd"] == pytest.approx(0.01 * 2 ** 0.5, abs=1e-4)
-    assert level_result["means_sd"] == 0.0
+    assert level_result["means_sd"] == 0.0 and level_result["networks_sd"] == 0.0
     # three random networks, three searches: by luck the three searched are the top 3 of 6
     assert level_result["chance_every_search_beats_best_random_if_all_equal"] == \
         round(1 / 20, 4)
@@ -142,6 +142,10 @@ def test_the_summary_says_whether_the_seeds_tell_the_networks_apart():
     apart = dict(level, searched_s0=[0.58 + 0.01, 0.58 - 0.01])
     apart_result = bench.summary(with_seeds(fake_rows(), apart), 0.44, 1.0)["told_apart"]
     assert apart_result["anova_p"] < 0.01
+    # the seed noise (sd 0.014) explains 0.01 of the means' spread, the network most of it
+    assert apart_result["networks_sd"] == pytest.approx(
+        (apart_result["means_sd"] ** 2 - 0.0002 / 2) ** 0.5, abs=1e-4)
+    assert 0.9 * apart_result["means_sd"] < apart_result["networks_sd"] < apart_result["means_sd"]
     text = bench.markdown(fake_rows(), bench.summary(with_seeds(fake_rows(), apart), 0.44, 1.0),
                           0.44, "T")
     assert "Are the networks told apart at this scale? One-way ANOVA over the 7 networks" in text
@@ -193,3 +197,9 @@ def test_the_recipe_names_a_flag_added_late_only_away_from_its_default():
         assert "--seed_candidate=widest\n" in bench.recipe_text()
     finally:
         flag.value = flag.default
+
+
+def test_a_rerun_adds_its_time_to_the_earlier_runs_rather_than_replacing_it(tmp_path):
+    assert bench.earlier_wall_s(str(tmp_path)) == 0.0  # the first run
+    (tmp_path / "results.json").write_text(json.dumps({"summary": {"wall_s": 4075.3}}))
+    assert bench.earlier_wall_s(str(tmp_path)) == 4075.3

@@ -15,6 +15,7 @@ SMOKE = ["--flagfile=flags/mobile.cfg", "--flagfile=flags/smoke.cfg"]
     (["--batch_size=-8"], ["--batch_size"]),
     (["--skip_rate=1"], ["--skip_rate"]),
     (["--seed_candidate=k9e6"], ["--seed_candidate", "k9e6", "k3e3"]),
+    (["--seed_candidate=widest", "--seed_fraction=0"], ["--seed_candidate", "--seed_fraction"]),
     (["--dataset=cifar10", "--data_dir=/nonexistent/tfds"], ["--data_dir", "/nonexistent/tfds"]),
     (["--dataset=no_such_dataset", "--data_dir=TMP"], ["--dataset", "no_such_dataset"]),
     (["--output_dir=TMP/a_file/run"], ["--output_dir"]),
