@@ -640,8 +640,10 @@ def told_apart(rows):
     were as good as every other, all S searches would beat all R random networks with
     probability 1 / C(R+S, S) (the S searched being the top S of R+S exchangeable results):
     the goal's pass rate by luck alone. networks_sd: how much the networks themselves differ,
-    the spread of their means less what seed noise alone would give (method of moments, 0
-    when the means spread no more than that)."""
+    from the variance of their means less the seed variance over n seeds (method of moments;
+    0 when the means spread no more than seed noise gives), and networks_sd_upper95, the
+    upper end of its 95% interval (from the ANOVA's F: (F / F_0.025 - 1) x seed variance / n):
+    an estimate of 0 says the networks could not be told apart, not that they are equal."""
     import math
     import numpy as np
     from scipy import stats
@@ -656,10 +658,13 @@ def told_apart(rows):
     seed_sd = float(np.sqrt(np.mean([np.var(g, ddof=1) for g in groups])))
     means_sd = float(np.std([g.mean() for g in groups], ddof=1))
     seeds = len(groups) / sum(1.0 / len(g) for g in groups)  # harmonic mean of seeds per network
+    f_low = stats.f.ppf(0.025, len(groups) - 1, sum(len(g) for g in groups) - len(groups))
     return {"networks": len(groups), "anova_f": _round(float(f_value)),
             "anova_p": _round(float(p_value)),
             "seed_sd": _round(seed_sd), "means_sd": _round(means_sd),
             "networks_sd": _round(np.sqrt(max(0.0, means_sd ** 2 - seed_sd ** 2 / seeds))),
+            "networks_sd_upper95": _round(np.sqrt(max(0.0, (f_value / f_low - 1.0)
+                                                      * seed_sd ** 2 / seeds))),
             "chance_every_search_beats_best_random_if_all_equal":
                 _round(1.0 / math.comb(randoms + searches, searches))}
 
@@ -775,8 +780,10 @@ def markdown(rows, summary_, target, header):
                   f"p = {apart['anova_p']:.3f}. Standard deviation over the seeds of one "
                   f"network (pooled): {100 * apart['seed_sd']:.2f} points; over the networks' "
                   f"means: {100 * apart['means_sd']:.2f}; of the networks themselves (the "
-                  f"means' spread less what seed noise gives): "
-                  f"{100 * apart.get('networks_sd', 0.0):.2f}. If all networks were equal, every "
+                  f"means' variance less the seed variance over the seeds): "
+                  f"{100 * apart.get('networks_sd', 0.0):.2f} (95% interval up to "
+                  f"{100 * apart.get('networks_sd_upper95', 0.0):.2f}). If all networks were "
+                  f"equal, every "
                   f"search "
                   f"would beat the best random one with probability "
                   f"{apart['chance_every_search_beats_best_random_if_all_equal']:.3f}."]

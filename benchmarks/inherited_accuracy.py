@@ -2,8 +2,9 @@
 
 For a search's output directory on CIFAR-10 (`python -m proxyless_tf.search`; its checkpoints/
 hold the supernet of the last saved epoch), every network is evaluated on the test split with
-the supernet's weights, batch norm re-estimated on training batches (`proxyless_tf.derived`, as
-benchmarks/supernet_ranking.py does):
+the supernet's weights, batch norm re-estimated (`proxyless_tf.derived`) as
+benchmarks/supernet_ranking.py does: on the same seeded, cached batches of the validation split
+(held-out training images, not augmented) for every network and every rerun:
 
   * the networks of `benchmarks/cifar10_quality.py` result files (--results), next to their
     mean retrained accuracy, with Spearman's rho and Kendall's tau: does the supernet order them
@@ -46,6 +47,8 @@ def parse_args():
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--max_train_examples", type=int, default=5000)
     parser.add_argument("--recalibration_batches", type=int, default=20)
+    parser.add_argument("--calibration_seed", type=int, default=0,
+                        help="the shuffle of the batches batch norm is re-estimated on")
     parser.add_argument("--data_dir", default=TFDS_DIR)
     args = parser.parse_args()
     if not os.path.isdir(os.path.join(args.search_dir, "checkpoints")):

@@ -11,14 +11,18 @@ On CIFAR-10 (`../shared/datasets/tfds`, TFDS format), the `flags/mobile.cfg` spa
      table `proxyless_tf/tables/mobile_32.json`, used only to spread them) from a pool that
      spans small to large networks;
   3. each evaluated on the whole test split with the supernet's weights, batch norm
-     re-estimated on training batches (`proxyless_tf.derived`);
+     re-estimated (`proxyless_tf.derived`) on the same --recalibration_batches batches for
+     every network and every rerun: held-out training images (the validation split, not
+     augmented), shuffled with --calibration_seed, cached;
   4. each trained alone with one short recipe (`python -m proxyless_tf.train`, the same flags
      for all) and evaluated on the same test split;
   5. Kendall's tau and Spearman's rho between the two accuracies, and a scatter plot.
 
 Writes OUTPUT_DIR/results.json, results.md and ranking.png; OUTPUT_DIR/nets/NAME/ holds each
-network's arch.json and training run. Rerunning the same command skips what is finished. The
-last line printed is a JSON summary.
+network's arch.json and training run. Rerunning the same command skips what is finished; a
+finished supernet whose flags.txt shows other settings is refused (exit 1, naming them), and
+inherited scores kept from other evaluation settings are computed again. The last line printed
+is a JSON summary.
 
     python benchmarks/supernet_ranking.py            # the full benchmark (docs/search_quality.md)
     python benchmarks/supernet_ranking.py --quick    # the same code path, tiny, a few minutes
@@ -41,11 +45,12 @@ FULL = dict(count=10, max_train_examples=10000, batch_size=128, supernet_epochs=
             train_epochs=3, train_warmup_epochs=1,
             train_lr=0.05,
             width_multiplier=0.5, depths="2,2,2,2,2,1", recalibration_batches=20,
-            output_dir="runs/supernet_ranking")
+            calibration_seed=0, output_dir="runs/supernet_ranking")
 QUICK = dict(count=4, max_train_examples=640, batch_size=64, supernet_epochs=2, seed_epochs=1,
              seed_candidate="smallest", skip_rate=0.5,
              weight_lr=0.05, train_epochs=1, train_warmup_epochs=0, train_lr=0.05,
              width_multiplier=0.25, depths="1,1,1,1,1,1", recalibration_batches=2,
+             calibration_seed=0,
              output_dir="runs/supernet_ranking_quick")
 
 
@@ -96,11 +101,7 @@ def say(started, message):
 def train_supernet(args, out):
     """OUTPUT_DIR/supernet: weights only (epochs = warm-up), seed network then random paths."""
     folder = os.path.join(out, "supernet")
-    flags = common_flags(args) + [
-        f"--epochs={args.supernet_epochs}", f"--warmup_epochs={args.supernet_epochs}",
-        f"--seed_fraction={args.seed_epochs / args.supernet_epochs}",
-        f"--seed_candidate={args.seed_candidate}", f"--skip_rate={args.skip_rate}",
-        f"--weight_lr={args.weight_lr}"]
+    flags = supernet_flags(args)
     if os.path.exists(os.path.join(folder, "results.json")):
         differing = flags_differing(os.path.join(folder, "flags.txt"), flags)
         if differing:  # a supernet of another recipe would be scored as if it were this one
@@ -112,11 +113,25 @@ def train_supernet(args, out):
     return folder
 
 
+def supernet_flags(args):
+    """The supernet's recipe: proxyless_tf.search's flags, less --output_dir."""
+    return common_flags(args) + [
+        f"--epochs={args.supernet_epochs}", f"--warmup_epochs={args.supernet_epochs}",
+        f"--seed_fraction={args.seed_epochs / args.supernet_epochs}",
+        f"--seed_candidate={args.seed_candidate}", f"--skip_rate={args.skip_rate}",
+        f"--weight_lr={args.weight_lr}"]
+
+
+# what the library did before these flags existed: a flags.txt of an older run lacks them
+FLAGS_BEFORE_THEY_EXISTED = {"skip_rate": "0", "seed_candidate": "smallest"}
+
+
 def flags_differing(flags_txt, flags):
-    """The `--name=value` entries of `flags` whose name flags_txt (a finished run's
-    flags.txt) gives another value: "--name=old (now new)". A name it lacks is taken as
-    matching (a run of an older library, before the flag existed); so is --data_dir (the same
-    data may lie elsewhere on another checkout)."""
+    """The `--name=value` entries of `flags` whose value flags_txt (a finished run's
+    flags.txt) does not share: "--name=old (now new)". A name it lacks counts as its value
+    before the flag existed (FLAGS_BEFORE_THEY_EXISTED) or, for any other, as differing;
+    --data_dir never differs (the same data may lie elsewhere on another checkout). No
+    flags.txt at all (not written by proxyless_tf.search): nothing to compare."""
     if not os.path.exists(flags_txt):
         return []
     with open(flags_txt) as f:
@@ -125,8 +140,9 @@ def flags_differing(flags_txt, flags):
     differing = []
     for flag in flags:
         name, value = flag[2:].split("=", 1)
-        if name in saved and name != "data_dir" and not same_value(saved[name], value):
-            differing.append(f"--{name}={saved[name]} (now {value})")
+        old = saved.get(name, FLAGS_BEFORE_THEY_EXISTED.get(name))
+        if name != "data_dir" and (old is None or not same_value(old, value)):
+            differing.append(f"--{name}={'(absent)' if old is None else old} (now {value})")
     return differing
 
 
@@ -151,19 +167,30 @@ def choose_archs(space, count):
             for i, a in enumerate(picks)]
 
 
+def evaluation_settings(args):
+    """What an inherited score depends on besides the supernet and the network."""
+    return {"calibration": "validation split, seeded, cached",
+            **{name: getattr(args, name) for name in (
+                "recalibration_batches", "calibration_seed", "batch_size",
+                "max_train_examples")}}
+
+
 def inherited_accuracies(args, space, folder, archs):
     """Test accuracy of every arch with the supernet's weights, batch norm re-estimated (kept
-    in SUPERNET/inherited.json: a rerun reuses them)."""
+    in SUPERNET/inherited.json: a rerun with the same networks and evaluation settings
+    reuses them)."""
     saved = os.path.join(folder, "inherited.json")
     names = sorted(arch.name for arch, _ in archs)
     if os.path.exists(saved):
         with open(saved) as f:
             kept = json.load(f)
-        if sorted(kept["accuracies"]) == names:
+        if sorted(kept["accuracies"]) == names and \
+                kept.get("settings") == evaluation_settings(args):
             return kept["accuracies"], kept["test_images"]
     result, test_images = evaluate_inherited(args, space, folder, archs)
     from proxyless_tf import io_utils
-    io_utils.write_json(saved, {"accuracies": result, "test_images": test_images})
+    io_utils.write_json(saved, {"accuracies": result, "test_images": test_images,
+                                "settings": evaluation_settings(args)})
     return result, test_images
 
 
@@ -182,10 +209,13 @@ def evaluation_data(args):
     network and every rerun, so that networks differ by their weights only, not by which
     images their statistics saw; and the data's splits. The batches are held-out training
     images (the validation split: not augmented, so seeding makes them repeatable, which the
-    training split's parallel random crops are not), shuffled with a fixed seed, cached."""
+    training split's parallel random crops are not), shuffled with args.calibration_seed,
+    cached. The split holds max_train_examples // 5 images (2,000 for the full benchmark):
+    20 batches of 128 see some of them twice."""
     from proxyless_tf import data, reproducible
-    reproducible.seed_everything(0)  # before loading: the shuffle's seed
-    splits = data.load("cifar10", 32, args.batch_size, args.data_dir, False, 0.1, 0,
+    seed = getattr(args, "calibration_seed", 0)
+    reproducible.seed_everything(seed)  # before loading: the shuffle's seed
+    splits = data.load("cifar10", 32, args.batch_size, args.data_dir, False, 0.1, seed,
                        args.max_train_examples)
     return splits.valid.take(args.recalibration_batches).cache(), splits
 

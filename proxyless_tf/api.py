@@ -189,7 +189,8 @@ def search_config(config: Optional["SearchConfig"] = None, **knobs: Any) -> "Sea
     path_sampling, derive ("target", "argmax"), derive_tolerance, seed_epochs (the first
     warm-up epochs that train the seed network alone; default half the warm-up), seed_candidate
     ("smallest": grown exactly into the others; "widest", "largest" or an op such as "k3e6":
-    cropped into the candidates smaller than it), skip_rate
+    cropped into the candidates smaller than it; any but "smallest" needs seed_epochs > 0),
+    skip_rate
     (seed and warm-up: the probability that a block which can be skipped is skipped),
     zero_pairs ("gate", "loss": how the architecture step judges a pair that holds zero)."""
     from proxyless_tf.search_loop import SearchConfig
@@ -232,8 +233,9 @@ def check_search_config(config: "SearchConfig", prefix: str = "",
     if not config.seed_epochs and config.seed_candidate != "smallest":
         # without a seed phase nothing is grown or cropped: the setting would be ignored
         phase = "--seed_fraction above 0" if prefix else "seed_epochs above 0"
+        mode = f", {prefix}weight_mode=binary" if config.weight_mode != "binary" else ""
         raise UsageError(f"{prefix}seed_candidate={config.seed_candidate!r} needs a seed phase "
-                         f"({phase}, and warm-up epochs)")
+                         f"({phase} and warm-up epochs{mode})")
 
 
 def _check_seed_candidate(seed_candidate: str, prefix: str = "",

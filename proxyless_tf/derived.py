@@ -54,7 +54,7 @@ def recalibrate_batchnorm(model, dataset, batches=20):
 
 def derived_network(supernet, dataset, arch=None, batches=RECALIBRATION_BATCHES):
     """`arch` (default: the supernet's argmax) with the supernet's weights, its batch-norm
-    statistics re-estimated on `batches` batches of `dataset` (the training split)."""
+    statistics re-estimated on `batches` batches of `dataset` (e.g. the training split)."""
     model = supernet.derived_model(arch)
     recalibrate_batchnorm(model, dataset, batches)
     return model

@@ -55,7 +55,8 @@ class SearchConfig:
                                       # None: half the warm-up; 0: random paths from the start
     seed_candidate: str = "smallest"  # the seed: "smallest" grows exactly into the others;
                                       # "widest", "largest" or an op ("k3e6") is cropped into
-                                      # those smaller than it (growth.py)
+                                      # those smaller than it (growth.py); those need
+                                      # seed_epochs > 0
     skip_rate: float = 0.5            # seed and warm-up phases: each block that can be skipped
                                       # is skipped with this probability per weight step
                                       # (stochastic depth, so that the supernet scores shallow

@@ -127,7 +127,9 @@ def test_the_example_substitution_fails_loudly_when_the_readme_changes():
 
 
 def test_bad_arguments_are_one_line_usage_errors():
+    from conftest import tiny_space
     from proxyless_tf import api
+    from proxyless_tf.search_loop import SearchConfig
     cases = [
         (lambda: api.space(depth=(1, 1)), ["unknown setting", "depth"]),
         (lambda: api.space(candidates=("k3e3", "k4e6")), ["k4e6"]),
@@ -142,6 +144,9 @@ def test_bad_arguments_are_one_line_usage_errors():
         (lambda: api.search_config(seed_candidate="middle"), ["seed_candidate", "largest"]),
         (lambda: api.search_config(seed_candidate="widest", warmup_epochs=0),
          ["seed_candidate", "seed phase", "seed_epochs"]),
+        # a SearchConfig made by hand is checked where it is used
+        (lambda: api.make_search(tiny_space(), None, SearchConfig(skip_rate=1.5), "out"),
+         ["skip_rate=1.5"]),
         (lambda: api.latency_objective(None, "t.json"), ["target_ms", "target_ratio",
                                                          "neither"]),
         (lambda: api.latency_objective(None, "t.json", target_ms=1, target_ratio=0.8),

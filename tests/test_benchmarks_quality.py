@@ -146,6 +146,14 @@ def test_the_summary_says_whether_the_seeds_tell_the_networks_apart():
     assert apart_result["networks_sd"] == pytest.approx(
         (apart_result["means_sd"] ** 2 - 0.0002 / 2) ** 0.5, abs=1e-4)
     assert 0.9 * apart_result["means_sd"] < apart_result["networks_sd"] < apart_result["means_sd"]
+    assert apart_result["networks_sd_upper95"] > apart_result["networks_sd"]  # its interval
+    # networks with 2 and 8 seeds: the seed noise in a mean is seed_sd^2 / n with n the
+    # harmonic mean of the seed counts (32/13), not their arithmetic mean (3.5): 0.0240, not 0.0255
+    uneven = [{"kind": "random", "test_accuracy": accs} for accs in (
+        [0.45, 0.49], [0.49, 0.53], [0.52, 0.56], [0.50, 0.51] * 4)]
+    assert bench.told_apart(uneven)["networks_sd"] == pytest.approx(0.0240, abs=2e-4)
+    # four networks pin their spread down poorly: the 95% interval reaches far above it (0.149)
+    assert bench.told_apart(uneven)["networks_sd_upper95"] > 0.05
     text = bench.markdown(fake_rows(), bench.summary(with_seeds(fake_rows(), apart), 0.44, 1.0),
                           0.44, "T")
     assert "Are the networks told apart at this scale? One-way ANOVA over the 7 networks" in text
