@@ -241,25 +241,19 @@ def check_search_config(config: "SearchConfig", prefix: str = "",
 def _check_seed_candidate(seed_candidate: str, prefix: str = "",
                           candidates: Optional[Sequence[str]] = None) -> None:
     """A UsageError unless `seed_candidate` is "smallest", "widest", "largest" or an MBConv op
-    (one of `candidates` when given: the rule is growth.seed_index's, which picks the seed)."""
+    (one of `candidates` when given)."""
     from proxyless_tf import growth
-    if candidates is not None:
-        try:
-            growth.seed_index(candidates, seed_candidate)
-        except ValueError as error:
-            raise UsageError(f"{prefix}{error}") from None
-        except UsageError:
-            pass  # a bad op among the candidates: the space's own check names it
-        return
     if seed_candidate in growth.SEED_CANDIDATES:
         return
+    ops = [op for op in (candidates or ()) if op != search_space.ZERO]
     try:
         is_op = search_space.parse_op(seed_candidate) is not None
     except UsageError:
         is_op = False
-    if not is_op:
-        raise UsageError(f"{prefix}seed_candidate={seed_candidate!r}: use "
-                         f"{', '.join(growth.SEED_CANDIDATES)} or an MBConv op")
+    if not is_op or (candidates is not None and seed_candidate not in ops):
+        allowed = ", ".join(growth.SEED_CANDIDATES) + (
+            f" or one of the candidates {', '.join(ops)}" if candidates else " or an MBConv op")
+        raise UsageError(f"{prefix}seed_candidate={seed_candidate!r}: use {allowed}")
 
 
 def make_search(space: search_space.SearchSpace, splits: "Splits", config: "SearchConfig",
