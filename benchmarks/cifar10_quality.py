@@ -282,28 +282,12 @@ def searchable_ops(arch):
     return [b.op for b in arch.blocks if b.searchable]
 
 
-def count_macs(model):
-    """Multiply-accumulates of one image through the Keras model, from its layers: a conv or
-    depthwise conv costs (output pixels) x (its kernel's size), a dense layer its kernel's size
-    (batch norm folds into the convs at export; ReLU, add and pooling are not counted)."""
-    import keras
-    import numpy as np
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
-            height, width = layer.output.shape[1:3]
-            total += int(height) * int(width) * int(np.prod(layer.kernel.shape))
-        elif isinstance(layer, keras.layers.Dense):
-            total += int(np.prod(layer.kernel.shape))
-    return total
-
-
 def size_of(arch):
     """(trainable parameters, MACs) of the standalone network."""
     import keras
     from proxyless_tf import blocks, train
     model = blocks.build_network(train.keras_safe(arch))
-    result = blocks.count_params(model), count_macs(model)
+    result = blocks.count_params(model), blocks.count_macs(model)
     keras.backend.clear_session()
     return result
 

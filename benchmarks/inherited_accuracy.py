@@ -87,7 +87,7 @@ def added_channel_weight(net):
     candidate: mean |projection weight| of the hidden channels beyond the narrowest width over
     the mean of those within it (see the module docstring)."""
     import numpy as np
-    from proxyless_tf.search_space import parse_op
+    from proxyless_tf.ops import parse_op
     ratios = {}
     for m in net.mixed_ops:
         ops = [(op, path) for op, path in zip(m.candidates, m.paths) if path is not None]

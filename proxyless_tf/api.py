@@ -29,7 +29,10 @@ import os
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Sequence, Union
 
 from proxyless_tf import architecture, io_utils, reproducible, search_space
+from proxyless_tf.api_latency import (latency_objective, latency_table, measure_latency,
+                                      predict_latency)
 from proxyless_tf.errors import UsageError, require_settings
+from proxyless_tf.ops import parse_op
 
 if TYPE_CHECKING:
     import keras
@@ -90,96 +93,6 @@ def data(name: str = "digits", *, input_size: int, batch_size: int = 64,
 
 
 # --- latency ------------------------------------------------------------------------------------
-def latency_table(path: Table, stat: str = "auto") -> "LatencyTable":
-    """A latency table: a JSON file written by `python -m proxyless_tf.latency build`, the
-    official mobile_trim.yaml, or a shipped one ("proxyless_tf/tables/mobile_32.json" is found
-    from any working directory). A LatencyTable is returned as it is."""
-    from proxyless_tf import latency
-    if isinstance(path, latency.LatencyTable):
-        return path
-    return latency.LatencyTable.load(os.fspath(path), stat=stat)
-
-
-# How the latency check names its settings in this API (the commands name their flags).
-_CHECK_WORDS = {"table": "latency table {}", "off": "pass latency_check=False",
-                "compatible": "pass a meter= with its settings, or latency_check=False to use "
-                              "it as it is",
-                "check": "latency check", "cache": "cache_dir", "gpu": "runtime='tf_gpu'"}
-
-
-def latency_objective(space: search_space.SearchSpace, table: Table, *,
-                      target_ms: Optional[float] = None, target_ratio: Optional[float] = None,
-                      target_reference: str = "mobilenet_v2", latency_loss: str = "mul_log",
-                      latency_lambda: Optional[float] = None, latency_a: float = 0.2,
-                      latency_b: float = 0.3, latency_beta: float = 2.0,
-                      latency_check: bool = True, meter: Optional["Meter"] = None,
-                      check_networks: int = 2, rounds: int = 3,
-                      recheck: bool = False, cache_dir: Optional[str] = None,
-                      verbose: int = 1) -> "LatencyObjective":
-    """The search's latency term for `space`: E[LAT] from `table` and the loss form
-    `latency_loss` ("lambda", "mul_log", "add_linear", "abs", "hinge") around the target T,
-    `target_ms` or `target_ratio` x the latency of `target_reference` (a reference name,
-    "all:OP" or an arch JSON).
-
-    `latency_check` (on, as in the commands): first time the reference, one uniform network
-    per kernel size and `check_networks` more networks of the space on this machine with
-    `meter` (default: LiteRT, 1 thread, batch 1) and refit the table to it (a scale per kernel
-    size) when it is off by more than 5%; a ratio target then refers to
-    the reference as measured here. Measurements are cached in `cache_dir` (default
-    ~/.cache/proxyless_tf/latency). Turn it off for a table measured on the target device."""
-    from proxyless_tf import latency
-    from proxyless_tf.latency.parts import resolve_arch
-    from proxyless_tf.latency.target import check_target_values, target_from_flags
-    if (target_ms is None) == (target_ratio is None):
-        raise UsageError("a latency table needs one target: target_ms=MS or target_ratio=R "
-                         "(R times target_reference's latency), not " +
-                         ("both" if target_ms is not None else "neither"))
-    check_target_values(target_ms, target_ratio)  # before any timing
-    table = latency_table(table)
-    reference_ms = None
-    if latency_check:
-        reference = resolve_arch(target_reference, space, "target_reference") \
-            if target_ratio is not None else None
-        from proxyless_tf.latency import cache as cache_lib, machine
-        meter = meter or latency.Meter()
-        checked = machine.check_here(
-            table, space, meter, cache_lib.MachineCache(cache_lib.cache_root(cache_dir), space,
-                                                        meter),
-            reference, check_networks, rounds, recheck,
-            progress=verbose > 0, words=_CHECK_WORDS)
-        table, reference_ms = checked.table, checked.reference_ms
-    target = target_from_flags(table, space, target_ms, target_ratio, target_reference,
-                               reference_ms)
-    objective = latency.LatencyObjective(table, space, target, latency_loss, latency_lambda,
-                                         latency_a, latency_b, latency_beta)
-    low, high = objective.range_ms()
-    if verbose and not low <= target <= high:
-        print(f"warning: latency target {target:.4g} ms is outside the space's range "
-              f"{low:.4g}-{high:.4g} ms", flush=True)
-    return objective
-
-
-def predict_latency(arch: Arch, table: Table, space: Optional[search_space.SearchSpace] = None
-                    ) -> float:
-    """The table's predicted latency of `arch` in ms (`table`: a path or a LatencyTable, e.g.
-    `SearchResult.latency_table`, the table the search used, refitted to this machine)."""
-    return float(latency_table(table).predict(architecture_of(arch, space)))
-
-
-def measure_latency(arch: Union[Arch, "keras.Model"], *, runtime: str = "tflite",
-                    threads: int = 1, batch: int = 1, warmup: int = 10, runs: int = 50,
-                    space: Optional[search_space.SearchSpace] = None) -> float:
-    """The median latency in ms of `arch` (random weights: latency does not depend on them) or
-    of a Keras model, measured on this machine: converted to TFLite and run by LiteRT
-    (`runtime="tflite"`), or run by TensorFlow ("tf_cpu", "tf_gpu"), as the tables measure."""
-    from proxyless_tf import latency
-    meter = latency.Meter(runtime, threads, batch, warmup, runs)
-    meter.check_available()
-    if isinstance(arch, (architecture.Architecture, str)):
-        return float(meter.measure_arch(architecture_of(arch, space))["median"])
-    return float(meter.measure(arch)["median"])
-
-
 # --- search -----------------------------------------------------------------------------------
 def search_config(config: Optional["SearchConfig"] = None, **knobs: Any) -> "SearchConfig":
     """A checked SearchConfig: `config` (default: the paper's settings) with `knobs` replaced.
@@ -240,20 +153,27 @@ def check_search_config(config: "SearchConfig", prefix: str = "",
 
 def _check_seed_candidate(seed_candidate: str, prefix: str = "",
                           candidates: Optional[Sequence[str]] = None) -> None:
-    """A UsageError unless `seed_candidate` is "smallest", "widest", "largest" or an MBConv op
-    (one of `candidates` when given)."""
+    """A UsageError unless `seed_candidate` is "smallest", "widest", "largest" or an op that can
+    seed (one of `candidates` when given: the rule is growth.seed_index's, which picks the
+    seed)."""
     from proxyless_tf import growth
+    if candidates is not None:
+        try:
+            growth.seed_index(candidates, seed_candidate)
+        except ValueError as error:
+            raise UsageError(f"{prefix}{error}") from None
+        except UsageError:
+            pass  # a bad op among the candidates: the space's own check names it
+        return
     if seed_candidate in growth.SEED_CANDIDATES:
         return
-    ops = [op for op in (candidates or ()) if op != search_space.ZERO]
     try:
-        is_op = search_space.parse_op(seed_candidate) is not None
+        seeds = parse_op(seed_candidate).seeds
     except UsageError:
-        is_op = False
-    if not is_op or (candidates is not None and seed_candidate not in ops):
-        allowed = ", ".join(growth.SEED_CANDIDATES) + (
-            f" or one of the candidates {', '.join(ops)}" if candidates else " or an MBConv op")
-        raise UsageError(f"{prefix}seed_candidate={seed_candidate!r}: use {allowed}")
+        seeds = False
+    if not seeds:
+        raise UsageError(f"{prefix}seed_candidate={seed_candidate!r}: use "
+                         f"{', '.join(growth.SEED_CANDIDATES)} or an MBConv op")
 
 
 def make_search(space: search_space.SearchSpace, splits: "Splits", config: "SearchConfig",

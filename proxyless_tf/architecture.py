@@ -5,19 +5,19 @@
      "blocks": [{"op": "k3e1", "in": 32, "out": 16, "stride": 1},
                 {"op": "k5e3", "in": 16, "out": 32, "stride": 2, "probs": {"k3e3": 0.1, ...}},
                 {"op": "zero", "in": 32, "out": 32, "stride": 1}, ...],
-     "head": {"channels": 1280}, "dropout": 0.0}
+     "head": {"channels": 1280}, "dropout": 0.0, "activation": "relu6"}
 
 A block with stride 1 and equal in/out channels keeps an identity shortcut; `zero` there means
-the block is skipped. Every model in the project (supernet candidates, derived networks, the
+the block is skipped (`proxyless_tf.ops` says what each op is and where it may stand). Every model in the project (supernet candidates, derived networks, the
 reference networks) is built from this description by `proxyless_tf.blocks`.
 """
 
 import dataclasses
 import re
 
-from proxyless_tf import io_utils
+from proxyless_tf import io_utils, layers
 from proxyless_tf.errors import UsageError
-from proxyless_tf.search_space import ZERO, parse_op
+from proxyless_tf.ops import keeps_shortcut, parse_op
 
 FORMAT = "proxyless_tf.arch/1"
 
@@ -39,7 +39,12 @@ class Block:
 
     @property
     def has_shortcut(self):
-        return self.stride == 1 and self.in_channels == self.out_channels
+        return keeps_shortcut(self.stride, self.in_channels, self.out_channels)
+
+    @property
+    def skipped(self):
+        """Whether the block is left out (its op has no layers here)."""
+        return not parse_op(self.op).has_layers(self.stride, self.in_channels, self.out_channels)
 
     def to_json(self):
         data = {"op": self.op, "in": self.in_channels, "out": self.out_channels,
@@ -59,6 +64,7 @@ class Architecture:
     blocks: list
     head_channels: int
     dropout: float = 0.0
+    activation: str = "relu6"  # layers.ACTIVATIONS
 
     def __post_init__(self):
         self.validate()
@@ -78,10 +84,11 @@ class Architecture:
     def validate(self, source="architecture"):
         if self.input_size < 8 or self.num_classes < 2:
             raise UsageError(f"{source}: input_size must be >= 8 and num_classes >= 2")
+        layers.check_activation(self.activation, f"{source}: activation")
         channels = self.stem_channels
         for i, block in enumerate(self.blocks):
             try:
-                parse_op(block.op)
+                op = parse_op(block.op)
             except UsageError as e:
                 raise UsageError(f"{source}: block {i}: {e}") from None
             if block.in_channels != channels:
@@ -89,9 +96,8 @@ class Architecture:
                                  f"but the previous layer gives {channels}")
             if block.stride not in (1, 2):
                 raise UsageError(f"{source}: block {i} has stride {block.stride}; use 1 or 2")
-            if block.op == ZERO and not block.has_shortcut:
-                raise UsageError(f"{source}: block {i} is 'zero' but has no identity shortcut "
-                                 "(it needs stride 1 and equal in/out channels)")
+            if not op.allowed_at(block.stride, block.in_channels, block.out_channels):
+                raise UsageError(f"{source}: block {i} is {block.op!r}, which stands {op.where}")
             channels = block.out_channels
 
     def to_json(self):
@@ -101,6 +107,7 @@ class Architecture:
             "stem": {"channels": self.stem_channels, "stride": self.stem_stride},
             "blocks": [b.to_json() for b in self.blocks],
             "head": {"channels": self.head_channels}, "dropout": self.dropout,
+            "activation": self.activation,
         }
 
     @classmethod
@@ -116,7 +123,8 @@ class Architecture:
                 stem_channels=int(data["stem"]["channels"]),
                 stem_stride=int(data["stem"].get("stride", 2)), blocks=blocks,
                 head_channels=int(data["head"]["channels"]),
-                dropout=float(data.get("dropout", 0.0)))
+                dropout=float(data.get("dropout", 0.0)),
+                activation=str(data.get("activation", "relu6")))
         except (KeyError, TypeError, ValueError) as e:
             raise UsageError(f"{source}: not an architecture description "
                              f"(missing or bad field {e})") from None
@@ -158,7 +166,8 @@ def from_space(space, ops, name="arch", probs=None):
         blocks.append(Block(op, p.in_channels, p.out_channels, p.stride, p.searchable, block_probs))
     return Architecture(name=name, input_size=space.input_size, num_classes=space.num_classes,
                         stem_channels=space.stem_channels, stem_stride=space.stem_stride,
-                        blocks=blocks, head_channels=space.head_channels, dropout=space.dropout)
+                        blocks=blocks, head_channels=space.head_channels, dropout=space.dropout,
+                        activation=space.activation)
 
 
 # The published networks, written as stages: (output channels, first stride, ops of the stage).
@@ -216,7 +225,8 @@ def resolve(spec, space=None):
             raise UsageError(f"--arch={spec}: 'all:OP' needs a search space")
         op = spec[4:]
         parse_op(op)
-        ops = [op if op in p.candidates else _fallback(p, op) for p in space.searchable_positions()]
+        ops = [op if op in p.candidates else _fallback(space, p, op)
+               for p in space.searchable_positions()]
         return from_space(space, ops, name=spec)
     if spec in _REFERENCE_STAGES:
         if space is None:
@@ -229,8 +239,9 @@ def resolve(spec, space=None):
                      f"{', '.join(REFERENCE_NAMES)}")
 
 
-def _fallback(position, op):
-    # all:zero cannot skip a block that changes shape; such blocks keep their first MBConv op.
-    if op == ZERO:
-        return next(c for c in position.candidates if c != ZERO)
+def _fallback(space, position, op):
+    # all:zero cannot skip a block that changes shape: an op of the space that cannot stand in
+    # a block leaves it at the block's first candidate.
+    if op in space.candidates:
+        return position.candidates[0]
     raise UsageError(f"--arch=all:{op}: {op} is not a candidate of block {position.index}")

@@ -34,9 +34,9 @@ a candidate keeps of the seed. With "widest" (k3e6) that order follows the expan
 import numpy as np
 
 from proxyless_tf import blocks
-from proxyless_tf.search_space import parse_op
+from proxyless_tf.ops import parse_op
 
-# Roles of a path's layers, by the names `blocks.mbconv` gives them.
+# Roles of a path's layers, by the names `ops/mbconv.py` gives them.
 _EXPAND_CONV, _EXPAND_BN = "expand_conv", "expand_bn"
 _DW_CONV, _DW_BN = "dw_conv", "dw_bn"
 _PROJECT_CONV, _PROJECT_BN = "project_conv", "project_bn"
@@ -46,13 +46,9 @@ _HIDDEN_AXIS = {_EXPAND_CONV: 3, _DW_CONV: 2, _PROJECT_CONV: 2, _EXPAND_BN: 0, _
 
 
 def can_grow(source, target):
-    """Whether MBConv op `target` can start as op `source`'s exact function: a kernel at
-    least as large (both odd: zero-padded around the centre) and an expansion at least as
-    large, and both with or both without an expansion layer."""
-    s, t = parse_op(source), parse_op(target)
-    if s is None or t is None:
-        return False
-    return t.kernel >= s.kernel and t.expand >= s.expand and (s.expand == 1) == (t.expand == 1)
+    """Whether op `target` can start as op `source`'s exact function (the op kind's rule: for
+    MBConv a kernel and an expansion at least as large, `ops/mbconv.py`)."""
+    return parse_op(source).can_grow(parse_op(target))
 
 
 SEED_CANDIDATES = ("smallest", "widest", "largest")  # or one op of the candidates, e.g. "k3e6"
@@ -63,12 +59,12 @@ def seed_index(candidates, seed_candidate="smallest"):
     (ties: the smallest kernel, then expansion); "widest": the largest expansion at the
     smallest kernel (k3e6 among the defaults); "largest": the one the most others can grow
     into (ties: the largest kernel, then expansion); an op name: that candidate. None if the
-    block has no MBConv candidate."""
-    ops = [(k, op) for k, op in enumerate(candidates) if parse_op(op) is not None]
+    block has no candidate that can seed (`Op.seeds`: the MBConv ops)."""
+    ops = [(k, op) for k, op in enumerate(candidates) if parse_op(op).seeds]
     if not ops:
         return None
     if seed_candidate not in SEED_CANDIDATES:
-        if seed_candidate not in candidates or parse_op(seed_candidate) is None:
+        if seed_candidate not in candidates or not parse_op(seed_candidate).seeds:
             raise ValueError(f"seed_candidate={seed_candidate!r}: use one of "
                              f"{', '.join(SEED_CANDIDATES)} or an MBConv op of the candidates "
                              f"({', '.join(op for _, op in ops)})")
@@ -93,10 +89,9 @@ def seed_paths(supernet, seed_candidate="smallest"):
 
 
 def can_fit(source, target):
-    """Whether MBConv op `target` can start from op `source`'s weights: both with or both
-    without an expansion layer (kernel and expansion may be larger or smaller)."""
-    s, t = parse_op(source), parse_op(target)
-    return s is not None and t is not None and (s.expand == 1) == (t.expand == 1)
+    """Whether op `target` can start from op `source`'s weights, grown or cropped (for MBConv:
+    both with or both without an expansion layer)."""
+    return parse_op(source).can_fit(parse_op(target))
 
 
 def grow(supernet, seed_candidate="smallest", slot_of=None):

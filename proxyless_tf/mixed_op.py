@@ -20,7 +20,7 @@ import keras
 import tensorflow as tf
 
 from proxyless_tf import blocks, paths as paths_lib
-from proxyless_tf.search_space import ZERO
+from proxyless_tf.ops import parse_op
 
 MODES = ("binary", "two", "full")
 
@@ -30,7 +30,7 @@ class MixedOp(keras.layers.Layer):
     architecture step changes it, never the weight optimizer)."""
 
     def __init__(self, candidates, block_index, input_size, in_channels, out_channels, stride,
-                 alpha_init_std=1e-3, **kwargs):
+                 alpha_init_std=1e-3, activation="relu6", **kwargs):
         kwargs.setdefault("name", f"block{block_index}_mixed")
         super().__init__(**kwargs)
         self.candidates = tuple(candidates)
@@ -40,11 +40,15 @@ class MixedOp(keras.layers.Layer):
         self.out_channels = out_channels
         self.stride = stride
         self.alpha_init_std = alpha_init_std
-        if ZERO in self.candidates and not (stride == 1 and in_channels == out_channels):
-            raise ValueError(f"block {block_index}: 'zero' needs stride 1 and equal channels")
+        self.activation = activation
+        for name in self.candidates:
+            op = parse_op(name)
+            if not op.allowed_at(stride, in_channels, out_channels):
+                raise ValueError(f"block {block_index}: {name!r} stands {op.where}")
         # Paths are built eagerly so every variable exists before any step is traced.
         self.paths = [blocks.build_path(keras, op, block_index, input_size, in_channels,
-                                        out_channels, stride) for op in self.candidates]
+                                        out_channels, stride, activation)
+                      for op in self.candidates]
         for k, path in enumerate(self.paths):  # checkpoint dependencies (see Supernet)
             if path is not None:
                 self._track_trackable(path, name=f"path_{k}")
@@ -61,7 +65,7 @@ class MixedOp(keras.layers.Layer):
     def path_output(self, index, x, training):
         """Candidate `index` (a Python int) run by its own Keras model."""
         path = self.paths[index]
-        if path is None:  # zero: the block contributes nothing, its shortcut carries x
+        if path is None:  # a skip: the block contributes nothing, its shortcut carries x
             return tf.zeros_like(x)
         return path(x, training=training)
 
@@ -121,7 +125,7 @@ class MixedOp(keras.layers.Layer):
         config.update(candidates=list(self.candidates), block_index=self.block_index,
                       input_size=self.input_size, in_channels=self.in_channels,
                       out_channels=self.out_channels, stride=self.stride,
-                      alpha_init_std=self.alpha_init_std)
+                      alpha_init_std=self.alpha_init_std, activation=self.activation)
         return config
 
 

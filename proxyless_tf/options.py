@@ -10,19 +10,24 @@ from absl import flags
 
 from proxyless_tf import search_space
 from proxyless_tf.errors import UsageError
+from proxyless_tf.ops import parse_op
 
 FLAGS = flags.FLAGS
 
 # --- search space ------------------------------------------------------------------------------
 flags.DEFINE_enum("space", "small_input", list(search_space.SPACES),
-                  "Backbone preset: 'imagenet' (224x224, paper) or 'small_input' (32x32 images).")
+                  "Backbone preset: 'imagenet' (224x224, paper), 'small_input' (32x32 images) "
+                  "or 'nas_bench_macro' (NAS-Bench-Macro's CIFAR-10 space, flags/"
+                  "nas_bench_macro.cfg).")
 flags.DEFINE_integer("input_size", None, "Input resolution (default: the preset's).")
 flags.DEFINE_float("width_multiplier", 1.0, "Channel multiplier; channels round to multiples of 8.")
 flags.DEFINE_list("widths", None, "Output channels of the six stages (default 24,40,80,96,192,320).")
 flags.DEFINE_list("depths", None, "Blocks per stage (default 4,4,4,4,4,1).")
 flags.DEFINE_list("strides", None, "First stride of each stage.")
-flags.DEFINE_list("candidates", list(search_space.DEFAULT_CANDIDATES),
-                  "Candidate ops per searchable block: k<kernel>e<expand> or zero.")
+flags.DEFINE_list("candidates", None,
+                  "Candidate ops per searchable block: k<kernel>e<expand>, zero or identity "
+                  "(proxyless_tf/ops). Default: the --space preset's (k{3,5,7}e{3,6} and zero; "
+                  "nas_bench_macro: identity, k3e3, k5e6).")
 flags.DEFINE_float("dropout", 0.0, "Dropout before the classifier.")
 
 # --- data ------------------------------------------------------------------------------------
@@ -52,6 +57,10 @@ flags.DEFINE_enum("derive", "target", ["target", "argmax"],
                   "probable network whose predicted latency is within +-5% of it (the argmax of "
                   "alpha when that is; a short search leaves the probabilities spread, and its "
                   "argmax can be far from the target); 'argmax' is the paper's argmax per block.")
+flags.DEFINE_integer("search_seed", None,
+                     "Reseeds the path sampling when the search phase starts: searches resumed "
+                     "from copies of one warm-up's checkpoints (same --seed, so the same data "
+                     "split) then differ. Default: --seed's stream goes on.")
 flags.DEFINE_float("checkpoint_seconds", 0.0,
                    "An epoch's end saves a checkpoint (OUTPUT_DIR/checkpoints, for resuming) when "
                    "this many seconds have passed since the last one; the last epoch of each "
@@ -110,14 +119,14 @@ def int_list(values, flag):
 
 def space_from_flags(num_classes=None):
     """The SearchSpace the flags describe."""
-    for name in FLAGS.candidates:
+    for name in FLAGS.candidates or ():
         try:
-            search_space.parse_op(name)
+            parse_op(name)
         except UsageError as e:
             raise UsageError(f"--candidates: {e}") from None
     overrides = dict(input_size=FLAGS.input_size, width_multiplier=FLAGS.width_multiplier,
-                     candidates=tuple(FLAGS.candidates), dropout=FLAGS.dropout,
-                     num_classes=num_classes)
+                     candidates=tuple(FLAGS.candidates) if FLAGS.candidates else None,
+                     dropout=FLAGS.dropout, num_classes=num_classes)
     for name in ("widths", "depths", "strides"):
         if getattr(FLAGS, name):
             overrides[name] = int_list(getattr(FLAGS, name), name)

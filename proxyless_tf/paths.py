@@ -23,15 +23,13 @@ the full 32x32 space). So a search step does it the other way round:
 `run_layers` evaluates the path model's own layers (their strides, padding, epsilon, momentum
 and activation) on the given weights, with the calls the layers make (batch norm in training
 uses TensorFlow's fused kernel, which keeps fewer tensors for the backward pass), so a
-candidate computes what its Keras model computes (tests/test_paths.py checks it). Only the
+candidate computes what its Keras model computes (tests/test_mixed_op.py checks it). Only the
 stock layers the block builder uses are supported.
 """
 
 import keras
 import tensorflow as tf
 from keras import ops
-
-from proxyless_tf.search_space import ZERO
 
 _RESOURCE = tf.TensorSpec([], tf.resource)
 
@@ -186,7 +184,9 @@ class PathLayout:
             self.class_of.append(keys.index(key))
         self.ranks = [[len(v.shape) for v in path_state(t)[0]] for t in self.templates]
         self.moving_counts = [len(path_state(t)[1]) for t in self.templates]
-        self.zero = self.candidates.index(ZERO) if ZERO in self.candidates else None
+        # the candidate that skips the block (`zero`, or `identity` where the block keeps its
+        # shortcut): it has no path; at most one per block (search_space forbids both)
+        self.zero = next((k for k, path in enumerate(self.paths) if path is None), None)
 
     # -- static layout, the cache key of the branch functions --------------------------------
     @property

@@ -46,8 +46,9 @@ def config_from_flags():
         weight_mode=FLAGS.weight_mode, seed=FLAGS.seed, path_sampling=FLAGS.path_sampling,
         seed_epochs=seed_epochs, seed_candidate=FLAGS.seed_candidate, derive=FLAGS.derive,
         skip_rate=FLAGS.skip_rate, zero_pairs=FLAGS.zero_pairs,
-        checkpoint_seconds=FLAGS.checkpoint_seconds)
-    api.check_search_config(config, prefix="--", candidates=FLAGS.candidates)
+        checkpoint_seconds=FLAGS.checkpoint_seconds, search_seed=FLAGS.search_seed)
+    api.check_search_config(config, prefix="--",
+                            candidates=options.space_from_flags().candidates)
     options.check_positive(batch_size=FLAGS.batch_size)
     return config
 
@@ -88,7 +89,7 @@ def build_search(output_dir, verbose=1, strategy=None):
 def check_searchable(space):
     """A space with one candidate in every block is one network: there is nothing to search."""
     if not space.searchable_positions():
-        raise UsageError(f"--candidates={','.join(FLAGS.candidates or [])} leaves no choice in "
+        raise UsageError(f"--candidates={','.join(space.candidates)} leaves no choice in "
                          f"any block: nothing to search; train that network with python -m "
                          f"proxyless_tf.train --arch=all:OP")
 

@@ -68,6 +68,9 @@ class SearchConfig:
     checkpoint_seconds: float = 0.0   # an epoch's end saves a checkpoint when this long has
                                       # passed since the last (0: every epoch); the last epoch
                                       # of every phase always saves
+    search_seed: int = None           # reseeds the path sampler when the search phase starts,
+                                      # so that searches resumed from one warm-up's checkpoint
+                                      # differ (None: the stream of `seed` goes on)
 
     def __post_init__(self):
         if self.seed_epochs is None:
@@ -199,8 +202,20 @@ class BilevelSearch:
             # written since this search was made (another process, another strategy)
             self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=2)
         if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            self._checkpoint_of(self.manager.latest_checkpoint).restore(
+                self.manager.latest_checkpoint).assert_existing_objects_matched()
         return int(self.epoch.numpy())
+
+    def _checkpoint_of(self, path):
+        """The checkpoint object to restore `path` into: a REINFORCE search resumed from a
+        warm-up that a gradient search saved (one warm-up shared by searches of both kinds)
+        finds no REINFORCE state there and starts it afresh."""
+        saved = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+        if self.reinforce is None or "reinforce_baseline" in saved:
+            return self.checkpoint
+        return tf.train.Checkpoint(**{name: getattr(self.checkpoint, name) for name in (
+            "supernet", "weight_optimizer", "arch_optimizer", "rng", "epoch", "step",
+            "arch_batches")})
 
     def _streams(self):
         """Training and validation batches from where the checkpoint left them (the datasets
@@ -265,6 +280,8 @@ class BilevelSearch:
 
     def _run_epoch(self, epoch, train, valid):
         phase = self.config.phase(epoch)
+        if epoch == self.config.warmup_epochs and self.config.search_seed is not None:
+            self._reseed(self.config.search_seed)
         fixed = growth.seed_paths(self.net, self.config.seed_candidate) if phase == "seed" else None
         skip_rate = 0.0 if phase == "search" else self.config.skip_rate
         # A live bar on a terminal; in logs (no TTY) one summary line per epoch instead.
@@ -296,6 +313,13 @@ class BilevelSearch:
         if phase == "seed" and epoch + 1 == self.config.seed_epochs:
             self._grow()
         return record
+
+    def _reseed(self, seed):
+        """The search phase's own sampling streams (before its first step: a resumed search
+        restores them from its checkpoint instead)."""
+        self.rng.reset_from_seed(seed)
+        if self.reinforce is not None:  # in place: the checkpoint's sampler state holds it
+            self.reinforce.rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
 
     def _grow(self):
         """The end of the seed phase: every candidate starts from the trained seed, as its

@@ -1,38 +1,19 @@
 """The search space: a MobileNetV2-style backbone whose blocks each choose one candidate op.
 
 Op names are the paper's MBConv choices written `k{kernel}e{expand}` (`k5e3` is a 5x5 depthwise
-conv with expand ratio 3) plus `zero`, which skips the block and leaves its identity shortcut.
-`zero` is offered only where a block has stride 1 and equal input/output channels.
+conv with expand ratio 3), `zero`, which skips the block and leaves its identity shortcut, and
+`identity` (the skip, or a 1x1 projection where a block changes shape). What each op is, and
+where it may stand, is said in `proxyless_tf.ops`; a space offers a block the candidates that
+may stand there.
 """
 
 import dataclasses
-import re
 
+from proxyless_tf import layers
 from proxyless_tf.errors import UsageError
+from proxyless_tf.ops import IDENTITY, ZERO, keeps_shortcut, parse_op
 
-ZERO = "zero"
 DEFAULT_CANDIDATES = ("k3e3", "k3e6", "k5e3", "k5e6", "k7e3", "k7e6", ZERO)
-_OP_PATTERN = re.compile(r"^k([1-9][0-9]*)e([1-9][0-9]*)$")
-
-
-@dataclasses.dataclass(frozen=True)
-class MBConvOp:
-    kernel: int
-    expand: int
-
-    @property
-    def name(self):
-        return f"k{self.kernel}e{self.expand}"
-
-
-def parse_op(name):
-    """`k5e6` -> MBConvOp(5, 6); `zero` -> None. Anything else is a UsageError."""
-    if name == ZERO:
-        return None
-    match = _OP_PATTERN.match(str(name))
-    if not match or int(match.group(1)) % 2 == 0:
-        raise UsageError(f"unknown op {name!r}: expected 'zero' or k<odd kernel>e<expand>, e.g. k3e6")
-    return MBConvOp(int(match.group(1)), int(match.group(2)))
 
 
 def make_divisible(value, divisor=8):
@@ -60,7 +41,7 @@ class BlockPosition:
 
     @property
     def has_shortcut(self):
-        return self.stride == 1 and self.in_channels == self.out_channels
+        return keeps_shortcut(self.stride, self.in_channels, self.out_channels)
 
     @property
     def output_size(self):
@@ -75,7 +56,7 @@ class SearchSpace:
     num_classes: int = 1000
     stem_width: int = 32
     stem_stride: int = 2
-    first_op: str = "k3e1"  # the fixed MBConv1 3x3 block after the stem
+    first_op: str = "k3e1"  # the fixed MBConv1 3x3 block after the stem; "" for none
     first_width: int = 16
     widths: tuple = (24, 40, 80, 96, 192, 320)
     depths: tuple = (4, 4, 4, 4, 4, 1)
@@ -84,11 +65,16 @@ class SearchSpace:
     candidates: tuple = DEFAULT_CANDIDATES
     width_multiplier: float = 1.0
     dropout: float = 0.0
+    activation: str = "relu6"  # or "relu" (layers.ACTIVATIONS)
 
     def __post_init__(self):
-        for name in self.candidates:
-            parse_op(name)
-        parse_op(self.first_op)
+        ops = [parse_op(name) for name in self.candidates]
+        if self.first_op:
+            parse_op(self.first_op)
+        layers.check_activation(self.activation, "--activation")
+        if ZERO in self.candidates and IDENTITY in self.candidates:
+            raise UsageError(f"--candidates: '{ZERO}' and '{IDENTITY}' are the same op where a "
+                             "block keeps its shortcut; offer one of them")
         if not (len(self.widths) == len(self.depths) == len(self.strides)):
             raise UsageError("--widths, --depths and --strides must have the same number of stages")
         if any(d < 1 for d in self.depths):
@@ -97,8 +83,10 @@ class SearchSpace:
             raise UsageError(f"--input_size must be at least 8, got {self.input_size}")
         if self.width_multiplier <= 0:
             raise UsageError(f"--width_multiplier must be positive, got {self.width_multiplier}")
-        if not [c for c in self.candidates if c != ZERO]:
-            raise UsageError("--candidates needs at least one MBConv op besides 'zero'")
+        if not any(op.allowed_at(2, 1, 2) for op in ops):
+            raise UsageError(f"--candidates needs an op that can stand in every block (one "
+                             f"besides '{ZERO}', which stands only where a block keeps its "
+                             "shortcut)")
 
     def channels(self, width):
         return make_divisible(width * self.width_multiplier)
@@ -117,18 +105,20 @@ class SearchSpace:
         return -(-self.input_size // self.stem_stride)
 
     def positions(self):
-        """Every block in order: the fixed first block, then the searchable stages."""
+        """Every block in order: the fixed first block (if any), then the searchable stages."""
         size = self.stem_output_size
         in_ch = self.stem_channels
-        first = BlockPosition(0, in_ch, self.channels(self.first_width), 1, size, (self.first_op,))
-        blocks = [first]
-        in_ch = first.out_channels
+        blocks = []
+        if self.first_op:
+            blocks.append(BlockPosition(0, in_ch, self.channels(self.first_width), 1, size,
+                                        (self.first_op,)))
+            in_ch = blocks[0].out_channels
         for width, depth, first_stride in zip(self.widths, self.depths, self.strides):
             out_ch = self.channels(width)
             for i in range(depth):
                 stride = first_stride if i == 0 else 1
-                allow_zero = stride == 1 and in_ch == out_ch
-                ops = tuple(c for c in self.candidates if c != ZERO or allow_zero)
+                ops = tuple(c for c in self.candidates
+                            if parse_op(c).allowed_at(stride, in_ch, out_ch))
                 blocks.append(BlockPosition(len(blocks), in_ch, out_ch, stride, size, ops))
                 size = -(-size // stride)
                 in_ch = out_ch
@@ -150,7 +140,20 @@ def small_input_space(**overrides):
     return SearchSpace(**settings)
 
 
-SPACES = {"imagenet": imagenet_space, "small_input": small_input_space}
+def nas_bench_macro_space(**overrides):
+    """NAS-Bench-Macro's CIFAR-10 space (Su et al., CVPR 2021), exactly: a 32-channel stem at
+    stride 1, no fixed block, three stages of 2, 3 and 3 blocks (64, 128, 256 channels, each
+    opening at stride 2), each block identity, k3e3 or k5e6, ReLU. `nas_bench_macro.py` maps
+    its networks to the benchmark's keys."""
+    settings = dict(input_size=32, num_classes=10, stem_stride=1, first_op="",
+                    widths=(64, 128, 256), depths=(2, 3, 3), strides=(2, 2, 2),
+                    candidates=(IDENTITY, "k3e3", "k5e6"), activation="relu")
+    settings.update(overrides)
+    return SearchSpace(**settings)
+
+
+SPACES = {"imagenet": imagenet_space, "small_input": small_input_space,
+          "nas_bench_macro": nas_bench_macro_space}
 
 
 def make_space(preset, **overrides):

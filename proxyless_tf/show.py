@@ -20,12 +20,13 @@ def describe(arch):
              f"  stem      3x3 conv -> {arch.stem_channels}, stride {arch.stem_stride}"]
     for i, (b, size) in enumerate(zip(arch.blocks, arch.block_input_sizes())):
         tag = "" if b.searchable else " (fixed)"
-        skip = " + shortcut" if b.has_shortcut and b.op != "zero" else ""
-        lines.append(f"  block {i:2d}  {b.op:5s} {b.in_channels:4d} -> {b.out_channels:4d} "
+        skip = " + shortcut" if b.has_shortcut and not b.skipped else ""
+        lines.append(f"  block {i:2d}  {b.op:8s} {b.in_channels:4d} -> {b.out_channels:4d} "
                      f"stride {b.stride} at {size}x{size}{skip}{tag}")
     lines.append(f"  head      1x1 conv -> {arch.head_channels}, pool, classifier")
-    params = blocks.count_params(blocks.build_network(arch))
-    lines.append(f"  parameters: {params:,}")
+    model = blocks.build_network(arch)
+    lines.append(f"  parameters: {blocks.count_params(model):,}; multiply-accumulates: "
+                 f"{blocks.count_macs(model):,}")
     return "\n".join(lines)
 
 

@@ -17,20 +17,21 @@ class Supernet(keras.Model):
         super().__init__(**kwargs)
         self.space = space
         self.positions = space.positions()
+        act = space.activation
         self.stem = self._submodel(space.input_size, 3, lambda K, x: blocks.stem(
-            K, x, space.stem_channels, space.stem_stride), "stem")
+            K, x, space.stem_channels, space.stem_stride, act), "stem")
         self.backbone = []
         for p in self.positions:
             if p.searchable:
                 layer = MixedOp(p.candidates, p.index, p.input_size, p.in_channels,
-                                p.out_channels, p.stride, alpha_init_std)
+                                p.out_channels, p.stride, alpha_init_std, act)
             else:
                 layer = blocks.build_path(keras, p.candidates[0], p.index, p.input_size,
-                                          p.in_channels, p.out_channels, p.stride)
+                                          p.in_channels, p.out_channels, p.stride, act)
             self.backbone.append(layer)
         last = self.positions[-1]
         self.head = self._submodel(last.output_size, last.out_channels, lambda K, x: blocks.head(
-            K, x, space.head_channels, space.num_classes, space.dropout), "head")
+            K, x, space.head_channels, space.num_classes, space.dropout, act), "head")
         self.mixed_ops = [b for b in self.backbone if isinstance(b, MixedOp)]
         self._slot_of_variable = None
         # Keras' tracked lists are no TensorFlow checkpoint dependencies: without these, a

@@ -72,7 +72,7 @@ def test_arch_file_errors_are_one_line_and_name_the_file(tmp_path):
 def test_zero_where_shapes_change_is_rejected():
     arch = architecture.reference("mobilenet_v2").to_json()
     arch["blocks"][1]["op"] = "zero"  # 16 -> 24 channels, stride 2: no shortcut to keep
-    with pytest.raises(UsageError, match="no identity shortcut"):
+    with pytest.raises(UsageError, match="only where the block keeps its identity shortcut"):
         architecture.Architecture.from_json(arch)
 
 

@@ -235,6 +235,37 @@ def test_an_interrupted_search_resumes_with_the_same_epoch_step_and_alpha(tmp_pa
     assert int(second.step.numpy()) == 9
 
 
+def test_searches_resumed_from_one_warm_up_sample_from_their_search_seed(tmp_path):
+    """One warm-up, its checkpoint copied into several searches: the search phase's path
+    sampler starts from --search_seed (the same seed, the same stream; another seed, another
+    one), where without it every copy would go on with the warm-up's saved stream."""
+    import shutil
+    warm = make_search(tmp_path / "warm", epochs=1, warmup_epochs=1, seed_epochs=0)
+    warm.run()
+
+    def sampler_at_first_search_step(name, search_seed):
+        shutil.copytree(tmp_path / "warm" / "checkpoints", tmp_path / name / "checkpoints")
+        search = make_search(tmp_path / name, epochs=2, warmup_epochs=1, seed_epochs=0,
+                             search_seed=search_seed)
+        seen = []
+
+        def first_step(*args, **kwargs):
+            seen.append(search.rng.state.numpy().copy())
+            raise StopSearch()
+
+        search.steps.weight_step = first_step
+        with pytest.raises(StopSearch):
+            search.run()
+        return seen[0]
+
+    first, again = sampler_at_first_search_step("a", 1), sampler_at_first_search_step("b", 1)
+    other = sampler_at_first_search_step("c", 2)
+    saved = sampler_at_first_search_step("d", None)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other) and not np.array_equal(first, saved)
+    np.testing.assert_array_equal(saved, warm.rng.state.numpy())
+
+
 def test_checkpoint_seconds_saves_at_the_end_of_each_phase_and_when_due(tmp_path, monkeypatch):
     """Epoch 1 seed, 2 warm-up, 3-6 search, with a checkpoint at most every 100 s of a clock
     that advances 40 s per epoch."""

@@ -3,7 +3,8 @@
 import pytest
 
 from proxyless_tf.errors import UsageError
-from proxyless_tf.search_space import imagenet_space, make_divisible, parse_op, small_input_space
+from proxyless_tf.ops import parse_op
+from proxyless_tf.search_space import imagenet_space, make_divisible, small_input_space
 
 
 def test_imagenet_space_is_the_papers_layout():
@@ -34,7 +35,35 @@ def test_width_multiplier_rounds_channels_to_multiples_of_eight():
 
 def test_op_names():
     assert parse_op("k7e6").kernel == 7 and parse_op("k7e6").expand == 6
-    assert parse_op("zero") is None
+    assert parse_op("zero").name == "zero" and parse_op("identity").name == "identity"
     for bad in ("k4e3", "conv3", "", "k3"):
         with pytest.raises(UsageError, match="unknown op"):
             parse_op(bad)
+
+
+def test_zero_stands_only_where_a_block_keeps_its_shortcut_identity_anywhere():
+    zero, identity, mbconv = parse_op("zero"), parse_op("identity"), parse_op("k3e6")
+    assert zero.allowed_at(1, 16, 16) and not zero.allowed_at(2, 16, 32)
+    assert not zero.allowed_at(1, 16, 24)
+    assert identity.allowed_at(2, 16, 32) and mbconv.allowed_at(2, 16, 32)
+    # where the shortcut carries the input, both skip the block; elsewhere identity projects
+    assert not zero.has_layers(1, 16, 16) and not identity.has_layers(1, 16, 16)
+    assert identity.has_layers(2, 16, 32) and identity.has_layers(1, 16, 24)
+
+
+def test_a_space_offers_each_block_the_candidates_that_may_stand_there():
+    space = small_input_space(candidates=("identity", "k3e3"), depths=(2, 1, 1, 1, 1, 1))
+    for p in space.searchable_positions():
+        assert p.candidates == ("identity", "k3e3")
+    space = small_input_space(depths=(2, 1, 1, 1, 1, 1))
+    assert [("zero" in p.candidates) == p.has_shortcut for p in space.searchable_positions()] \
+        == [True] * len(space.searchable_positions())
+
+
+def test_zero_and_identity_together_and_a_space_of_skips_only_are_refused():
+    with pytest.raises(UsageError, match="same op"):
+        small_input_space(candidates=("zero", "identity", "k3e3"))
+    with pytest.raises(UsageError, match="every block"):
+        small_input_space(candidates=("zero",))
+    with pytest.raises(UsageError, match="activation"):
+        small_input_space(activation="gelu")

@@ -39,7 +39,7 @@ from proxyless_tf.latency.machine import (AUTO, checked_table_from_flags, table_
 from proxyless_tf.latency.meter import (RUNTIMES, Meter, combine, meter_from_flags, stat_of,
                                         time_networks)
 from proxyless_tf.latency.parts import (OVERHEAD_KEY, OVERHEAD_PART, Part, arch_parts,
-                                        block_key, block_part, head_key, logits_key,
+                                        block_part, head_key, logits_key,
                                         resolve_arch, space_parts, stem_key, table_parts)
 from proxyless_tf.latency.sampling import calibration_archs, random_archs, spread_archs
 from proxyless_tf.latency.table import FORMAT, LatencyTable, resolve_table_path
@@ -51,7 +51,7 @@ _LAZY = {"LatencyObjective": "objective", "LOSS_FORMS": "objective",
 
 __all__ = [
     "AUTO", "Check", "FORMAT", "LOSS_FORMS", "LatencyObjective", "LatencyTable", "MachineCache",
-    "Meter", "OVERHEAD_KEY", "OVERHEAD_PART", "Part", "RUNTIMES", "arch_parts", "block_key",
+    "Meter", "OVERHEAD_KEY", "OVERHEAD_PART", "Part", "RUNTIMES", "arch_parts",
     "block_part", "build_table", "cache_root", "calibrate", "calibration_archs",
     "checked_table_from_flags", "combine", "fit_calibration", "fit_group_scales", "fit_machine_terms", "head_key",
     "host_description", "logits_key", "meter_from_flags", "objective_from_flags",

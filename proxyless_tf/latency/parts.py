@@ -9,20 +9,21 @@ as is:
     Logits-input:7x7x1280-output:1000                                          pool + classifier
 
 `idskip` is 1 when the block keeps its identity shortcut; the measured block then includes the
-residual Add. Tables built here also hold `Overhead-invoke`, the cost of running a trivial model.
+residual Add. Each op kind names its own block key (`proxyless_tf.ops`; `identity`'s projection
+is `identity_conv-input:...-output:...-stride:2`). Tables built here also hold `Overhead-invoke`,
+the cost of running a trivial model.
 """
 
 import dataclasses
 
 from proxyless_tf import architecture
 from proxyless_tf.errors import UsageError
-from proxyless_tf.search_space import ZERO, parse_op
+from proxyless_tf.ops import FIXED_GROUP, parse_op
 
 # The cost of running a model at all (one interpreter invoke / one graph call), measured on a
 # trivial model. A network is run once, its parts were each run on their own: the prediction
 # adds one overhead and takes it off every part. Tables without it (the official one) are summed.
 OVERHEAD_KEY = "Overhead-invoke"
-FIXED_GROUP = "fixed"  # Part.group of everything but the blocks with an expansion
 
 
 def _hwc(size, channels):
@@ -31,12 +32,6 @@ def _hwc(size, channels):
 
 def stem_key(input_size, output_size, channels):
     return f"Conv-input:{_hwc(input_size, 3)}-output:{_hwc(output_size, channels)}"
-
-
-def block_key(input_size, in_channels, output_size, out_channels, expand, kernel, stride, idskip):
-    return (f"expanded_conv-input:{_hwc(input_size, in_channels)}-output:"
-            f"{_hwc(output_size, out_channels)}-expand:{expand}-kernel:{kernel}-stride:{stride}"
-            f"-idskip:{int(idskip)}")
 
 
 def head_key(size, in_channels, out_channels):
@@ -62,6 +57,7 @@ class Part:
     out_channels: int
     stride: int = 1
     op: str = None
+    activation: str = "relu6"  # the space's; not in the key (ReLU and ReLU6 cost alike)
 
     def model(self):
         """A small Keras model of just this part, built with the project's block builder."""
@@ -71,29 +67,22 @@ class Part:
         if self.kind == "overhead":
             x = keras.layers.ReLU(name="relu")(inputs)
         elif self.kind == "stem":
-            x = blocks.stem(keras, inputs, self.out_channels, self.stride)
+            x = blocks.stem(keras, inputs, self.out_channels, self.stride, self.activation)
         elif self.kind == "block":
-            x = blocks.block(keras, inputs, 1, self.op, self.out_channels, self.stride)
+            x = blocks.block(keras, inputs, 1, self.op, self.out_channels, self.stride,
+                             self.activation)
         elif self.kind == "head":
-            x = blocks.conv_bn(keras, inputs, self.out_channels, 1, 1, "head")
+            x = blocks.head_conv(keras, inputs, self.out_channels, self.activation)
         else:  # logits: what blocks.head does after its 1x1 conv
-            x = keras.layers.GlobalAveragePooling2D(name="pool")(inputs)
-            x = keras.layers.Dense(self.out_channels, name="classifier")(x)
+            x = blocks.classifier(keras, inputs, self.out_channels)
         return keras.Model(inputs, x, name=self.kind)
 
     @property
     def group(self):
-        """The part's group in a refit to another machine (`check.py`): a block with an
-        expansion by its depthwise kernel ('k3', 'k5', ...), every other part (stem, the first
-        block without expansion, head, classifier) 'fixed'. Machines differ most by kernel:
-        LiteRT's XNNPACK has a depthwise microkernel per kernel size and instruction set, and
-        on a second 2-vCPU VM the shipped table's k3 and k5 blocks ran 1.45-1.5x slower while
-        its k7 blocks ran as fast (docs/latency.md)."""
-        if self.kind == "block":
-            op = parse_op(self.op)
-            if op.expand > 1:
-                return f"k{op.kernel}"
-        return FIXED_GROUP
+        """The part's group in a refit to another machine (`check.py`): a block's is its op's
+        (`Op.group`: an MBConv with an expansion by its depthwise kernel, 'k3', 'k5', ...);
+        every other part (stem, head, classifier) is 'fixed'."""
+        return parse_op(self.op).group if self.kind == "block" else FIXED_GROUP
 
     @property
     def weights(self):
@@ -106,53 +95,55 @@ class Part:
             return 9 * cin * cout + cout
         if self.kind in ("head", "logits"):
             return cin * cout + cout
-        from proxyless_tf import blocks
-        return blocks.mbconv_folded_weights(cin, self.op, cout)
+        return parse_op(self.op).folded_weights(cin, cout)
 
 
 OVERHEAD_PART = Part("overhead", OVERHEAD_KEY, 1, 8, 8)
 
 
-def block_part(input_size, in_channels, out_channels, stride, op_name):
-    """The part of a block running `op_name`, or None for `zero` (it costs nothing)."""
-    if op_name == ZERO:
-        return None
+def block_part(input_size, in_channels, out_channels, stride, op_name, activation="relu6"):
+    """The part of a block running `op_name`, or None where the op skips the block (it costs
+    nothing)."""
     op = parse_op(op_name)
-    idskip = stride == 1 and in_channels == out_channels
-    key = block_key(input_size, in_channels, _out(input_size, stride), out_channels, op.expand,
-                    op.kernel, stride, idskip)
-    return Part("block", key, input_size, in_channels, out_channels, stride, op_name)
+    if not op.has_layers(stride, in_channels, out_channels):
+        return None
+    key = op.latency_key(input_size, in_channels, _out(input_size, stride), out_channels, stride)
+    return Part("block", key, input_size, in_channels, out_channels, stride, op_name, activation)
 
 
-def _stem_part(input_size, channels, stride):
+def _stem_part(input_size, channels, stride, activation):
     out = _out(input_size, stride)
-    return Part("stem", stem_key(input_size, out, channels), input_size, 3, channels, stride)
+    return Part("stem", stem_key(input_size, out, channels), input_size, 3, channels, stride,
+                activation=activation)
 
 
-def _tail_parts(size, channels, head_channels, num_classes):
-    return [Part("head", head_key(size, channels, head_channels), size, channels, head_channels),
+def _tail_parts(size, channels, head_channels, num_classes, activation):
+    return [Part("head", head_key(size, channels, head_channels), size, channels, head_channels,
+                 activation=activation),
             Part("logits", logits_key(size, head_channels, num_classes), size, head_channels,
                  num_classes)]
 
 
 def arch_parts(arch):
-    """Every part of a network that costs time, in order (zero blocks have none)."""
-    parts = [_stem_part(arch.input_size, arch.stem_channels, arch.stem_stride)]
+    """Every part of a network that costs time, in order (skipped blocks have none)."""
+    act = arch.activation
+    parts = [_stem_part(arch.input_size, arch.stem_channels, arch.stem_stride, act)]
     size, channels = _out(arch.input_size, arch.stem_stride), arch.stem_channels
     for b in arch.blocks:
-        part = block_part(size, b.in_channels, b.out_channels, b.stride, b.op)
+        part = block_part(size, b.in_channels, b.out_channels, b.stride, b.op, act)
         if part is not None:
             parts.append(part)
         size, channels = _out(size, b.stride), b.out_channels
-    return parts + _tail_parts(size, channels, arch.head_channels, arch.num_classes)
+    return parts + _tail_parts(size, channels, arch.head_channels, arch.num_classes, act)
 
 
 def space_parts(space):
     """(fixed parts, [[part or None per candidate] per searchable position]) of a space."""
-    fixed = [_stem_part(space.input_size, space.stem_channels, space.stem_stride)]
+    act = space.activation
+    fixed = [_stem_part(space.input_size, space.stem_channels, space.stem_stride, act)]
     searchable = []
     for p in space.positions():
-        options = [block_part(p.input_size, p.in_channels, p.out_channels, p.stride, op)
+        options = [block_part(p.input_size, p.in_channels, p.out_channels, p.stride, op, act)
                    for op in p.candidates]
         if p.searchable:
             searchable.append(options)
@@ -160,7 +151,7 @@ def space_parts(space):
             fixed.append(options[0])
     last = space.positions()[-1]
     fixed += _tail_parts(last.output_size, last.out_channels, space.head_channels,
-                         space.num_classes)
+                         space.num_classes, act)
     return fixed, searchable
 
 

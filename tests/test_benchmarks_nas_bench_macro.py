@@ -1,0 +1,68 @@
+"""benchmarks/nas_bench_macro.py: its quick mode runs the whole code path from a plain shell,
+resumes instead of training again, and judges networks by the benchmark's figures."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, load_benchmark
+
+bench = load_benchmark("nas_bench_macro")
+
+
+def test_the_ranking_sample_is_seeded_distinct_and_spread_over_latency():
+    latencies = {f"{i:08d}": float(i) for i in range(1000)}
+    sample = bench.ranking_sample(latencies, 100)
+    assert sample == bench.ranking_sample(latencies, 100) and len(set(sample)) == 100
+    ranks = sorted(int(k) for k in sample)
+    assert all(10 * i <= r < 10 * (i + 1) for i, r in enumerate(ranks))  # one per tenth-bin
+
+
+def test_a_supernet_of_another_recipe_is_refused(tmp_path):
+    args = bench.parse_args(["--quick", f"--output_dir={tmp_path}"])
+    folder = tmp_path / "supernet"
+    folder.mkdir()
+    (folder / "results.json").write_text("{}")
+    (folder / "recipe.json").write_text(json.dumps(dict(bench.recipe(args), skip_rate=0.0)))
+    with pytest.raises(SystemExit, match="another recipe"):
+        bench.train_supernet(args, str(tmp_path), "table.json")
+
+
+def test_goals_read_the_figures():
+    rank = {s: {g: {"kendall_tau": t} for g, t in zip(
+        ("all", "tercile_1", "tercile_2", "tercile_3"), taus)}
+        for s, taus in (("supernet", (0.65, 0.4, 0.3, 0.35)), ("macs", (0.5, 0, 0, 0)))}
+    found = {"a": {"algorithm": "grad", "accuracy": 92.0, "expected_best_of_20_random": 92.1,
+                   "above_uniform_no_slower": True, "regret": 0.4, "latency_vs_target": 0.01},
+             "r": {"algorithm": "reinforce", "accuracy": 80.0, "expected_best_of_20_random": 92,
+                   "above_uniform_no_slower": False, "regret": 9.0, "latency_vs_target": 0.5}}
+    goals = bench.goals(rank, found)
+    assert goals["tau_at_least_0.6"] and goals["tau_above_macs"]
+    assert goals["tercile_tau_at_least_0.3"]
+    assert not goals["searches_at_least_best_of_20"]  # 92.0 < 92.1; REINFORCE is not judged
+    assert goals["searches_regret_at_most_0.5"] and goals["searches_within_5pct_of_target"]
+
+
+def test_quick_mode_runs_from_a_plain_shell_and_resumes(tmp_path):
+    out = tmp_path / "nbm"
+    command = [sys.executable, "benchmarks/nas_bench_macro.py", "--quick",
+               f"--output_dir={out}"]
+    first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    summary = json.loads(first.stdout.strip().splitlines()[-1])
+    assert set(summary) == {"kendall_tau", "macs_kendall_tau", "worst_regret", "goals", "wall_s"}
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["searches"]) == {"grad_p50_s0", "reinforce_p50_s0"}
+    for found in results["searches"].values():
+        assert len(found["key"]) == 8 and 0 <= found["percentile_no_slower"] <= 100
+        assert found["regret"] >= 0
+    assert (out / "pareto.png").stat().st_size > 0 and (out / "results.md").exists()
+    log_size = (out / "supernet.log").stat().st_size
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (out / "supernet.log").stat().st_size == log_size  # nothing trained again
+    assert json.loads((out / "results.json").read_text())["searches"] == results["searches"]
+    assert not os.path.exists(out / "searches" / "grad_p25_s0")
