@@ -70,9 +70,7 @@ def architecture_of(spec: Arch, space: Optional[search_space.SearchSpace] = None
     """An Architecture: one as it is, an arch JSON file (a search's arch.json), a published
     network by name (mobilenet_v2, proxyless_mobile, proxyless_gpu, proxyless_cpu; laid out on
     `space` when given) or "all:OP" (every searchable block of `space` set to OP)."""
-    if isinstance(spec, architecture.Architecture):
-        return spec
-    return architecture.resolve(str(spec), space)
+    return architecture.as_architecture(spec, space)
 
 
 def data(name: str = "digits", *, input_size: int, batch_size: int = 64,

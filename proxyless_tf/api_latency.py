@@ -92,8 +92,7 @@ def predict_latency(arch: Arch, table: Table, space: Optional[search_space.Searc
                     ) -> float:
     """The table's predicted latency of `arch` in ms (`table`: a path or a LatencyTable, e.g.
     `SearchResult.latency_table`, the table the search used, refitted to this machine)."""
-    from proxyless_tf.api import architecture_of
-    return float(latency_table(table).predict(architecture_of(arch, space)))
+    return float(latency_table(table).predict(architecture.as_architecture(arch, space)))
 
 
 def measure_latency(arch: Union[Arch, "keras.Model"], *, runtime: str = "tflite",
@@ -106,6 +105,5 @@ def measure_latency(arch: Union[Arch, "keras.Model"], *, runtime: str = "tflite"
     meter = latency.Meter(runtime, threads, batch, warmup, runs)
     meter.check_available()
     if isinstance(arch, (architecture.Architecture, str)):
-        from proxyless_tf.api import architecture_of
-        return float(meter.measure_arch(architecture_of(arch, space))["median"])
+        return float(meter.measure_arch(architecture.as_architecture(arch, space))["median"])
     return float(meter.measure(arch)["median"])

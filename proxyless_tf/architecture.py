@@ -239,6 +239,11 @@ def resolve(spec, space=None):
                      f"{', '.join(REFERENCE_NAMES)}")
 
 
+def as_architecture(spec, space=None):
+    """`spec` as it is when it is an Architecture, else `resolve(spec, space)`."""
+    return spec if isinstance(spec, Architecture) else resolve(str(spec), space)
+
+
 def _fallback(space, position, op):
     # all:zero cannot skip a block that changes shape: an op of the space that cannot stand in
     # a block leaves it at the block's first candidate.

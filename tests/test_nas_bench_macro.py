@@ -105,3 +105,17 @@ def test_standing_among_the_networks_no_slower():
     assert result["within_band"] == 1 and result["expected_best_of_5_random"] == 92.0
     assert nbm.pareto_front(lat, acc) == [0, 1, 2, 3]
     assert nbm.pareto_front(np.array([1.0, 2.0]), np.array([92.0, 91.0])) == [0]
+
+
+def test_the_commands_and_the_api_take_the_space(raw):
+    from conftest import assert_usage_error, run_module as run
+    from proxyless_tf import api
+    shown = run("proxyless_tf.show", "--flagfile=flags/nas_bench_macro.cfg", "--arch=all:k5e6")
+    assert shown.returncode == 0, shown.stderr
+    assert f"multiply-accumulates: {raw['22222222']['flops']:,}" in shown.stdout
+    assert_usage_error(run("proxyless_tf.show", "--flagfile=flags/nas_bench_macro.cfg",
+                           "--candidates=zero,identity,k3e3", "--arch=all:k3e3"),
+                       "--candidates", "same op")
+    space = api.space("nas_bench_macro")
+    arch = api.architecture_of("all:identity", space)
+    assert nbm.key_of(arch) == "00000000" and arch.activation == "relu"
