@@ -3,10 +3,10 @@
 Why. A supernet whose candidates have separate weights does not learn when its paths are drawn
 at random from the start: every block without an identity shortcut (the first block of each
 stage) then hands the next block one of several unrelated sets of features, and the layers
-after it cannot fit them all. Measured on the embedded digits (docs/search_quality.md): a
-random-path supernet stays near chance (10-17% after 160 steps; 2 candidates per block are
-already enough to stall it, and fixing just those stage-opening blocks lets it learn), while a
-network trained alone reaches 88%.
+after it cannot fit them all: such a supernet stays near chance where a network trained alone
+learns; two candidates per block are already enough to stall it, and fixing just those
+stage-opening blocks lets it learn (the measurements: docs/history/search_quality.md,
+sections 1 and 2).
 
 How (the default, `seed_candidate="smallest"`). Each searchable block has a seed candidate, the
 one every other candidate can grow from: the smallest kernel and expansion (k3e3 among the
@@ -20,9 +20,9 @@ training then starts from a supernet as accurate as the seed, and the search ask
 candidate whether its extra kernel taps and channels earn their latency.
 
 A grown candidate stays near its seed for a long time: its added channels start with zero
-projection weights, and a candidate drawn in about one step of twelve moves them slowly (on
-CIFAR-10, after the benchmarks' warm-up, they weigh 0.1% of the seed's channels;
-docs/search_quality.md, section 9). The supernet then scores a grown candidate as its seed.
+projection weights, and a candidate drawn in only a share of the steps moves them slowly (how
+slowly: docs/history/search_quality.md, section 9). The supernet then scores a grown candidate
+as its seed.
 So the seed can also be another candidate (`seed_candidate`: "widest", "largest" or an op
 name): candidates smaller than it in a dimension start as its crop there, Once-for-All style
 (the centre of its depthwise kernel; its hidden channels sorted by importance, the L1 norm of

@@ -43,8 +43,8 @@ flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_bool("deterministic", False,
                   "Op determinism (search and train): the same command twice gives a byte-"
-                  "identical arch.json and the same history apart from timings; see README.md, "
-                  "'Reproducibility', for its cost.")
+                  "identical arch.json and the same history apart from timings (README.md, "
+                  "'Reproducibility').")
 
 # --- output ----------------------------------------------------------------------------------
 flags.DEFINE_string("output_dir", "runs/search", "Where results, checkpoints and logs go.")
@@ -65,7 +65,7 @@ flags.DEFINE_float("checkpoint_seconds", 0.0,
                    "An epoch's end saves a checkpoint (OUTPUT_DIR/checkpoints, for resuming) when "
                    "this many seconds have passed since the last one; the last epoch of each "
                    "phase always saves. 0: every epoch. For epochs of a few seconds, where a "
-                   "save (about 1 s on flags/mobile.cfg's supernet) is a large share.")
+                   "save is a large share of an epoch.")
 flags.DEFINE_float("seed_fraction", 0.5,
                    "The share of the warm-up epochs (rounded up) that trains the seed network "
                    "(each block at its --seed_candidate) alone; it then grows into every "
@@ -78,22 +78,23 @@ flags.DEFINE_string("seed_candidate", "smallest",
                     "largest (k7e6) or an op of the candidates. Every other candidate then "
                     "starts from the trained seed: as its exact function where it is at least "
                     "as large, as its crop (centre taps, most important channels; Once-for-All) "
-                    "where smaller. widest makes the supernet score expand-6 as retraining does "
-                    "(docs/search_quality.md, section 9). Any but smallest needs a seed phase "
-                    "(--seed_fraction above 0).")
+                    "where smaller. widest lets the supernet tell expand-6 from expand-3, which "
+                    "a grown smallest seed does not (docs/history/search_quality.md, section "
+                    "9). Any but smallest needs a seed phase (--seed_fraction above 0).")
 flags.DEFINE_float("skip_rate", 0.5,
                    "In the seed and warm-up phases, the probability that a block which can be "
                    "skipped (has `zero` among its candidates) is skipped in a weight step "
                    "(stochastic depth), so that the supernet scores shallow networks as it "
-                   "scores deep ones (docs/search_quality.md). 0: `zero` is one random "
-                   "candidate among the others, never in the seed phase (the recipe before).")
+                   "scores deep ones (docs/history/search_quality.md, section 6). 0: `zero` "
+                   "is one random candidate among the others, never in the seed phase (the "
+                   "recipe before).")
 flags.DEFINE_enum("zero_pairs", "gate", ["gate", "loss"],
                   "How an architecture step judges a sampled pair that holds `zero` (a skipped "
                   "block): gate: by dL/dg as the paper's Eq. 4; `zero`'s own gate gradient is "
                   "0, so this is a first-order guess of what the block adds. loss: by the two "
                   "networks' cross-entropies on the batch, the exact gradient of the pair's "
-                  "expected loss, at one more forward pass per such block (about 25% more time "
-                  "per search epoch on flags/mobile.cfg; docs/search_quality.md, section 7).")
+                  "expected loss, at one more forward pass per such block (its cost and "
+                  "effect: docs/history/search_quality.md, section 7).")
 flags.DEFINE_integer("steps_per_epoch", 0, "Weight steps per epoch (0: one pass over the data).")
 flags.DEFINE_float("weight_lr", 0.025, "Initial learning rate of the weights (cosine decay).")
 flags.DEFINE_float("weight_decay", 4e-5, "L2 on conv/dense kernels.")

@@ -5,8 +5,9 @@ Each candidate path is an ordinary Keras model made by the block builder
 (`proxyless_tf.blocks.build_path`), and a derived network is built from the same builder. But a
 compiled step that holds every candidate as a branch of `tf.switch_case` has to trace every
 layer of every path, and the gradient of a switch over N paths pads every branch with the other
-branches' intermediates: the supernet's first call then cost 16x a standalone network's (100 s on
-the full 32x32 space). So a search step does it the other way round:
+branches' intermediates: the supernet's first call then cost many times a standalone network's
+(docs/search_cost.md has the figures, before and after). So a search step does it the other
+way round:
 
 * the sampled candidate's *weights* are picked, as tensors, by a `Case` op over the block's
   variable handles (`PathLayout.read`): a few ops per block, no gradient through it;
@@ -23,8 +24,9 @@ the full 32x32 space). So a search step does it the other way round:
 `run_layers` evaluates the path model's own layers (their strides, padding, epsilon, momentum
 and activation) on the given weights, with the calls the layers make (batch norm in training
 uses TensorFlow's fused kernel, which keeps fewer tensors for the backward pass), so a
-candidate computes what its Keras model computes (tests/test_mixed_op.py checks it). Only the
-stock layers the block builder uses are supported.
+candidate computes what its Keras model computes (tests/test_mixed_op.py checks it: the full
+mode against each path's own model, the derived network against the supernet). Only the stock
+layers the block builder uses are supported.
 """
 
 import keras
