@@ -254,7 +254,7 @@ class SearchSteps:
         gives p_0 p_1 (CE_0 - CE_1) for alpha_0, the exact gradient of the pair's expected
         loss p_0 CE_0 + p_1 CE_1 on this batch. One extra forward pass per such block (with
         batch statistics, as the step's own pass, and like it updating the moving ones). On
-        CIFAR-10 it did not change what the searches pick (docs/search_quality.md, section 7),
+        CIFAR-10 it did not change what the searches pick (docs/history/search_quality.md, section 7),
         so `gate` stays the default."""
         first_on = gates[:, 0] > 0.5
         active = tf.where(first_on, pairs[:, 0], pairs[:, 1])
