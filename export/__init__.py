@@ -34,6 +34,8 @@ class ExportSettings:
     latency_warmup: int = 10
     latency_table: str = None
     target_ms: float = None       # the search's latency target: the report says how far off
+    target_ratio: float = None    # ... as a ratio of target_reference (an Architecture), which
+    target_reference: object = None  # the report times in turn with the network
     batch_size: int = 64
     label_smoothing: float = 0.1
     momentum: float = 0.9
@@ -83,7 +85,9 @@ def settings_from_flags():
     quantize = flags.quantize
     if flags.qat_epochs > 0 and not flags["quantize"].present:
         quantize = "int8"  # --qat_epochs=N alone means QAT then int8
+    target_ratio, target_reference = _ratio_target()
     return ExportSettings(
+        target_ratio=target_ratio, target_reference=target_reference,
         quantize=quantize, qat_epochs=flags.qat_epochs,
         qat_steps_per_epoch=flags.qat_steps_per_epoch, qat_lr=flags.qat_lr,
         int8_io=flags.int8_io, calibration_images=flags.calibration_images,
@@ -93,6 +97,21 @@ def settings_from_flags():
         latency_warmup=_first(flags.export_latency_warmup, _flag(flags, "latency_warmup"), 10, 0),
         latency_table=flags.latency_table, batch_size=flags.batch_size,
         label_smoothing=flags.label_smoothing, momentum=flags.momentum)
+
+
+def _ratio_target():
+    """(--target_ratio, the Architecture of --target_reference) as the search resolves them,
+    or (None, None) without a ratio target (a later --target_ms replaces a flagfile's ratio)."""
+    from proxyless_tf import options
+    if "target_ratio" not in options.FLAGS:
+        return None, None
+    from proxyless_tf.latency.parts import resolve_arch
+    from proxyless_tf.latency.target import target_flags
+    ratio = target_flags()[1]
+    if ratio is None:
+        return None, None
+    return ratio, resolve_arch(options.FLAGS.target_reference, options.space_from_flags(),
+                               "--target_reference")
 
 
 def default_output(model_path, settings):
@@ -176,6 +195,7 @@ def export_model(model, output, settings, splits, arch=None, source=None, weight
                                      labelled=labelled)
     timing = measure.latency_ms(tflite, threads=settings.threads, warmup=settings.latency_warmup,
                                 runs=settings.latency_runs)
+    ratio = report_lib.reference_ratio(tflite, settings)
     report = {
         "format": report_lib.FORMAT, "tflite": output, "source": source or "keras model",
         "weights": weights, "arch": arch.name if arch else None,
@@ -190,7 +210,8 @@ def export_model(model, output, settings, splits, arch=None, source=None, weight
                     "predicted_note": note, "table": settings.latency_table,
                     "target_ms": settings.target_ms,
                     "misses": report_lib.latency_misses(timing["median"], settings.target_ms,
-                                                        predicted)},
+                                                        predicted),
+                    "ratio": ratio},
     }
     if qat_info:
         report["qat"] = qat_info
@@ -208,7 +229,10 @@ def export_model(model, output, settings, splits, arch=None, source=None, weight
         f"({settings.threads} thread(s), batch 1)"
         + (f"; predicted {predicted:.3f} ms" if predicted is not None else "")
         + (f"; target {settings.target_ms:.3f} ms" if settings.target_ms is not None else ""))
-    for miss in report["latency"]["misses"]:
+    if ratio:
+        log(f"latency / reference {ratio['reference']}: {ratio['measured_ratio']:.3f} "
+            f"(target ratio {ratio['target_ratio']:.3f}; {ratio['rounds']} rounds in turn)")
+    for miss in report["latency"]["misses"] + (ratio["misses"] if ratio else []):
         log(f"MISS: {miss}")
     log(f"wrote {json_path} and {md_path}")
     return report

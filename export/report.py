@@ -9,6 +9,7 @@ from proxyless_tf import io_utils, measure
 
 FORMAT = "proxyless_tf.export_report/1"
 MISS = 0.10  # a measured latency further than this from the target (or prediction) is a miss
+RATIO_ROUNDS = 5  # the network and the reference of --target_ratio, timed in turn this often
 
 
 def inspect(tflite_bytes):
@@ -109,6 +110,53 @@ def latency_misses(measured_ms, target_ms=None, predicted_ms=None, tolerance=MIS
     return misses
 
 
+def reference_ratio(tflite_bytes, settings, rounds=RATIO_ROUNDS):
+    """The network's latency over its reference's (`settings.target_reference`, the network of
+    `settings.target_ratio`), the two timed in turn `rounds` times (the median of the rounds'
+    ratios), next to the target ratio; None without a ratio target, or for a quantized file
+    (the target is a float network's). On a shared machine an absolute latency holds for
+    minutes; the ratio of two networks timed together holds much longer, and is what a search
+    with --target_ratio aims at."""
+    if settings.target_ratio is None or settings.target_reference is None or \
+            settings.kind != "float32":
+        return None
+    from proxyless_tf.latency.meter import Meter
+    reference = measure.to_tflite(Meter.network(settings.target_reference))
+    timed = [[measure.latency_ms(model, threads=settings.threads, warmup=settings.latency_warmup,
+                                 runs=settings.latency_runs)["median"]
+              for model in (tflite_bytes, reference)] for _ in range(rounds)]
+    ratio = float(np.median([ms / reference_ms for ms, reference_ms in timed]))
+    return {"reference": settings.target_reference.name, "rounds": rounds,
+            "reference_ms": float(np.median([reference_ms for _, reference_ms in timed])),
+            "measured_ratio": round(ratio, 4), "target_ratio": settings.target_ratio,
+            "misses": ratio_misses(ratio, settings.target_ratio)}
+
+
+def ratio_misses(measured_ratio, target_ratio, tolerance=MISS):
+    """A plain sentence when the measured ratio to the reference misses the target ratio by
+    more than `tolerance` (relative), else none."""
+    off = measured_ratio / target_ratio - 1.0
+    if abs(off) <= tolerance:
+        return []
+    return [f"measured ratio to the reference {measured_ratio:.3f} is {100 * abs(off):.0f}% "
+            f"{'above' if off > 0 else 'below'} the target ratio ({target_ratio:.3f}), more "
+            f"than {100 * tolerance:.0f}%"]
+
+
+def _ratio_rows(ratio):
+    """The report's rows of the ratio to the reference, when there is one."""
+    if not ratio:
+        return []
+    off = 100 * (ratio["measured_ratio"] / ratio["target_ratio"] - 1)
+    verdict = ("; ".join(f"**MISS**: {m}" for m in ratio["misses"]) if ratio["misses"] else
+               f"within {100 * MISS:.0f}% of the target ratio")
+    return [("reference network", f"{ratio['reference']}: median {ratio['reference_ms']:.3f} ms "
+                                  f"(timed in turn with the network, {ratio['rounds']} rounds)"),
+            ("latency / reference", f"{ratio['measured_ratio']:.3f} (target ratio "
+                                    f"{ratio['target_ratio']:.3f}: measured {off:+.1f}%)"),
+            ("**ratio verdict**", verdict)]
+
+
 def _latency_rows(lat):
     rows = [("latency (LiteRT)", f"median {lat['median_ms']:.3f} ms, p90 {lat['p90_ms']:.3f} ms "
                                  f"({lat['runs']} runs, {lat['threads']} thread(s), batch 1)")]
@@ -128,7 +176,7 @@ def _latency_rows(lat):
         misses = lat.get("misses") or []
         rows += [("**latency verdict**", "; ".join(f"**MISS**: {m}" for m in misses) if misses
                   else f"within {100 * MISS:.0f}% of {' and '.join(compared)}")]
-    return rows
+    return rows + _ratio_rows(lat.get("ratio"))
 
 
 def _search_rows(search):

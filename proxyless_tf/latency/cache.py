@@ -8,8 +8,16 @@ not cover), the whole networks the check timed, and the refitted tables.
             table.json                      the table built here for the space
             networks.json                   whole networks timed by the check
             refit-<table>-<digest>.json     a table refitted to this machine by the check
+                                            (digest: the table's content, the space, the refit)
+            .lock                           held while networks.json is merged and written
+
+Several processes may share the folder (two searches started together): networks.json is
+read, merged and written under an exclusive lock (`fcntl.flock`) and replaced atomically, so
+that neither loses the other's records nor reads a half-written file.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -61,11 +69,14 @@ class MachineCache:
         self.table_path = os.path.join(self.dir, "table.json")
         self.networks_path = os.path.join(self.dir, "networks.json")
 
-    def refit_path(self, table):
-        """Where the refit of `table` goes: named after it and its content, so that a table
-        rebuilt at the same path gets a refit of its own."""
+    def refit_path(self, table, refit=""):
+        """Where the refit of `table` goes: named after it, its content, the space and the refit
+        itself (`refit`: its calibration, as text), so that a table rebuilt at the same path
+        gets a refit of its own, and two processes that fit differently do not overwrite the
+        table the other one uses."""
         stem = os.path.splitext(os.path.basename(table.source))[0] or "table"
-        return os.path.join(self.dir, f"refit-{stem}-{table.digest()[:8]}.json")
+        digest = _digest([table.digest(), self.key["space"], refit])
+        return os.path.join(self.dir, f"refit-{stem}-{digest[:8]}.json")
 
     def ensure_writable(self, flag="--latency_cache_dir"):
         io_utils.ensure_writable_dir(self.dir, flag)
@@ -85,12 +96,35 @@ class MachineCache:
             return {}
         return dict(data.get("networks") or {})
 
+    @contextlib.contextmanager
+    def _locked(self):
+        """The folder's lock, held exclusively (another process waits for it)."""
+        os.makedirs(self.dir, exist_ok=True)
+        with open(os.path.join(self.dir, ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def save_networks(self, networks):
-        io_utils.write_json(self.networks_path, {"key": self.key, "networks": networks})
+        """Merges `networks` ({digest: record}) into networks.json under the lock: the records
+        another process wrote meanwhile are kept, and of two records of one network the one
+        measured last."""
+        with self._locked():
+            merged = self.load_networks()
+            for digest, record in networks.items():
+                if record.get("measured_at", "") >= merged.get(digest, {}).get("measured_at", ""):
+                    merged[digest] = record
+            io_utils.write_json(self.networks_path, {"key": self.key, "networks": merged})
 
 
-def network_record(arch, stats):
+def network_record(arch, stats, rounds=None):
     """How the cache keeps a network timed here: readable name and ops, the combined timing,
-    and when it was measured."""
-    return {"name": arch.name, "ops": arch.ops, "stats": stats,
-            "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    each round's median and mean (`rounds`, {"median": [ms], "mean": [ms]}: what the check
+    estimates its uncertainty from) and when it was measured."""
+    record = {"name": arch.name, "ops": arch.ops, "stats": stats,
+              "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if rounds is not None:
+        record["rounds"] = rounds
+    return record

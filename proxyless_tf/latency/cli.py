@@ -4,7 +4,9 @@
     calibrate fit a table's calibration again from whole networks (its parts as they are)
     predict   a network's predicted latency, part by part; the last line is the total in ms
     validate  random and reference networks: predicted vs measured, after the check against
-              this machine (--latency_check; --nolatency_check validates the table as it is)
+              this machine (--latency_check; --nolatency_check validates the table as it is);
+              timed as the check times, with more rounds (up to about a minute) while they
+              disagree
     measure   one network end to end, next to its prediction and target when a table is set
 
 `--table=auto` (= `--latency_table=auto`) is the table built on this machine and cached

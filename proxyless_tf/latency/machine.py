@@ -86,6 +86,7 @@ def checked_table_from_flags(space, meter=None, enabled=None, reference=None, pr
 # How the check's messages name its settings: the command line's flags (FLAG_WORDS) or the
 # Python API's keyword arguments.
 FLAG_WORDS = {"table": "--latency_table={}", "off": "pass --nolatency_check to use it as it is",
+              "auto": "--latency_table=auto",
               "compatible": "time a table with these settings here (--latency_table=auto) or "
                             "pass --nolatency_check to use it as it is",
               "check": "--latency_check", "cache": "--latency_cache_dir",
@@ -115,4 +116,7 @@ def check_here(table, space, meter, machine_cache, reference, networks, rounds, 
     check = run_check(table, space, meter, machine_cache.ensure_writable(words["cache"]),
                       reference, networks, rounds, recheck, progress)
     log(check.line(), flush=True)
+    if check.stop:  # a table measured to be off is never used as it is without the user's word
+        raise UsageError(f"latency check: {check.stop}; build a table on this machine with "
+                         f"{words.get('auto', '--latency_table=auto')}, or {words['off']}")
     return Checked(check.table, check)

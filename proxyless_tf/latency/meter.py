@@ -109,6 +109,13 @@ class Meter:
                 break
         return best
 
+    def other_load(self):
+        """A probe of the share of the CPUs other processes take while this meter times
+        (`measure.OtherLoad`: `start()`, then `stop()` -> a share or None): measurements taken
+        while the machine was busy are not kept for later runs."""
+        from proxyless_tf import measure
+        return measure.OtherLoad()
+
     def measure(self, model):
         """One timing of a Keras model (see `time`)."""
         return self.time(self.prepare(model))

@@ -1,5 +1,10 @@
 """Validation of a table: predicted (table) against measured (whole network) latency of random
-networks of the space and the reference networks, as JSON, a markdown table and a scatter plot."""
+networks of the space and the reference networks, as JSON, a markdown table and a scatter plot.
+
+The networks are timed as the check times its own (`timing.Session`): in rounds, with more
+rounds while they disagree (within about a minute), each network's latency the median of its
+rounds. On a shared machine a single round can be off by 20% or more, which would count as a
+table's miss what is the machine's noise."""
 
 import dataclasses
 import os
@@ -8,8 +13,9 @@ import numpy as np
 
 from proxyless_tf import architecture, io_utils
 from proxyless_tf.errors import UsageError
+from proxyless_tf.latency import timing, uncertainty
 from proxyless_tf.latency.host import host_description
-from proxyless_tf.latency.meter import combine, rounded, stat_of, time_networks
+from proxyless_tf.latency.meter import combine, rounded
 from proxyless_tf.latency.parts import resolve_arch
 from proxyless_tf.latency.sampling import random_archs
 
@@ -40,36 +46,52 @@ def _networks(space, table, count, seed, references):
     return archs, skipped
 
 
-def _row(arch, runs, table):
-    predicted = table.predict(arch)
-    stats = rounded(combine(runs))
-    measured = stat_of(stats, table.stat)
-    return {"name": arch.name, "ops": arch.ops, "predicted_ms": round(predicted, 4),
-            "measured_ms": round(measured, 4), "measured": stats,
+def _row(network, table, session, sigma):
+    """A network's prediction against its latency here (the median of its rounds), with how
+    well that is known (`se_pct`, one standard error)."""
+    predicted = table.predict(network.arch)
+    measured = uncertainty.central(network.values(session.stat))
+    return {"name": network.arch.name, "ops": network.arch.ops,
+            "predicted_ms": round(predicted, 4), "measured_ms": round(measured, 4),
+            "measured": rounded(combine(network.timings)),
+            "rounds": len(network.timings), "se_pct": _percent(session.se(network, sigma)),
             "error_pct": round(100 * (predicted - measured) / measured, 2)}
 
 
+def _percent(se):
+    return None if se is None else round(100 * float(se), 2)
+
+
 def validate(space, table, meter, count, output_dir, seed=0, references=architecture.REFERENCE_NAMES,
-             progress=True, rounds=1):
+             progress=True, rounds=1, budget_s=timing.BUDGET_S):
     """Predicted vs measured latency of `count` random networks of `space` plus the reference
-    networks the table covers, each converted once and timed in `rounds` rounds (a pass over
-    all networks each, combined as in the table). Writes validate.json, validate.md and
-    validate.png into `output_dir` and returns the metrics."""
+    networks the table covers, each converted once and timed in at least `rounds` rounds (a
+    pass over all networks each), more while the rounds disagree (for up to `budget_s`
+    seconds). Writes validate.json, validate.md and validate.png into `output_dir` and
+    returns the metrics."""
     meter.check_available()
     if rounds < 1:
         raise UsageError(f"--latency_rounds must be at least 1, got {rounds}")
     io_utils.ensure_writable_dir(output_dir, "--validate_dir")
     archs, skipped = _networks(space, table, count, seed, references)
-    timings = time_networks(meter, archs, rounds, f"latency validate: {len(archs)} networks, "
-                            f"{rounds} round(s)", progress)
-    rows = [_row(arch, runs, table) for arch, runs in zip(archs, timings)]
+    session = timing.Session(meter, "mean" if table.stat == "mean" else "median", progress,
+                             budget_s, name="latency validate")
+    networks = [timing.Network.of(arch) for arch in archs]
+    session.time(networks, rounds, f"latency validate: {len(archs)} networks, "
+                                   f"{rounds} round(s)")
+    session.settle(networks)
+    sigma = session.sigma(networks)
+    if progress:
+        print(f"latency validate: {len(networks)} networks timed in "
+              f"{session.summary(networks)}", flush=True)
+    rows = [_row(network, table, session, sigma) for network in networks]
     metrics_of = lambda group: validation_metrics([r["predicted_ms"] for r in group],
                                                   [r["measured_ms"] for r in group])
     groups = {"random": rows[:count], "references": rows[count:]}
     result = {"metrics": metrics_of(rows),
               "metrics_by_group": {name: metrics_of(g) for name, g in groups.items() if g},
               "settings": dict(meter.settings(), rounds=rounds, quiet=meter.quiet),
-              "host": host_description(),
+              "timing": session.summary(networks), "host": host_description(),
               "table": table.source, "table_settings": table.settings, "stat": table.stat,
               "space": dataclasses.asdict(space), "seed": seed, "skipped_references": skipped,
               "rows": rows}
@@ -104,6 +126,7 @@ def markdown(result):
              f"runtime {result['settings']['runtime']}, threads {result['settings']['threads']}, "
              f"batch {result['settings']['batch']}, statistic {result['stat']}, "
              f"table `{result['table']}`", "",
+             f"timed in {result.get('timing', '?')}", "",
              f"n = {m['n']}, within +-10%: {100 * m['within_10pct']:.1f}%, RMSE {m['rmse_ms']:.3f} ms, "
              f"MAPE {m['mape']:.2f}%, Pearson r {m['pearson_r']}", ""]
     for name, g in result.get("metrics_by_group", {}).items():
