@@ -35,7 +35,7 @@ from proxyless_tf.latency.meter import RUNTIMES
 from proxyless_tf.latency.refit import (  # noqa: F401 (fit_*: the package's API)
     candidate_fits, fit_group_scales, fit_machine_terms, save_refit)
 from proxyless_tf.latency.sampling import spread_archs
-from proxyless_tf.search_space import ZERO, parse_op
+from proxyless_tf.ops import parse_op
 
 REFIT_ABOVE = 0.05  # refit when the networks are off by more than 5% on average (and the noise)
 MISFIT = 0.10       # a refit must predict every network within 10% (and the noise)
@@ -150,17 +150,20 @@ def _distinct(archs):
 
 
 def kernel_anchors(space, table):
-    """One uniform network per depthwise kernel size of the space's candidates: every block
-    runs the candidate of that kernel the table finds cheapest (`all:k3e3`, ...). Each
-    exposes one group of parts (`Part.group`) for the refit."""
-    by_kernel = {}
-    for op in space.candidates:
-        if op != ZERO:
-            arch = architecture.resolve(f"all:{op}", space)
-            kernel = parse_op(op).kernel
-            if kernel not in by_kernel or table.predict(arch) < table.predict(by_kernel[kernel]):
-                by_kernel[kernel] = arch
-    return [by_kernel[k] for k in sorted(by_kernel)]
+    """One uniform network per refit group of the space's candidates (`Op.group`: an MBConv's
+    depthwise kernel size, 'fixed' for the rest): every block runs the candidate of that group
+    the table finds cheapest (`all:k3e3`, ...). Each exposes one group of parts for the refit.
+    Ops that only skip blocks (`zero`) expose none."""
+    by_group = {}
+    for name in space.candidates:
+        op = parse_op(name)
+        if not any(op.has_layers(p.stride, p.in_channels, p.out_channels)
+                   for p in space.searchable_positions()):
+            continue
+        arch = architecture.resolve(f"all:{name}", space)
+        if op.group not in by_group or table.predict(arch) < table.predict(by_group[op.group]):
+            by_group[op.group] = arch
+    return [by_group[g] for g in sorted(by_group)]
 
 
 def _networks(space, table, reference, networks, holdout):
