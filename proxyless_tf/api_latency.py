@@ -33,7 +33,8 @@ def latency_table(path: Table, stat: str = "auto") -> "LatencyTable":
 _CHECK_WORDS = {"table": "latency table {}", "off": "pass latency_check=False",
                 "compatible": "pass a meter= with its settings, or latency_check=False to use "
                               "it as it is",
-                "check": "latency check", "cache": "cache_dir", "gpu": "runtime='tf_gpu'"}
+                "check": "latency check", "cache": "cache_dir", "gpu": "runtime='tf_gpu'",
+                "auto": "a table built here (python -m proxyless_tf.latency build)"}
 
 
 def latency_objective(space: search_space.SearchSpace, table: Table, *,

@@ -282,12 +282,14 @@ flags.DEFINE_string("validate_dir", "runs/latency_validate",
 # proxyless_tf/latency/check.py, docs/latency.md).
 flags.DEFINE_bool("latency_check", True,
                   "search and latency validate: first time a few whole networks here (the "
-                  "--target_ratio reference, one network per kernel size and "
-                  "--latency_check_networks more) and refit the table to this machine (a scale "
-                  "per kernel size) when it is off by more than 5%; a "
-                  "ratio target then refers to the reference as measured here. Measurements "
-                  "are cached (--latency_cache_dir): the next run on this machine reuses them. "
-                  "Turn it off for a table measured on the target device elsewhere.")
+                  "--target_ratio reference, one network per kernel size, "
+                  "--latency_check_networks more and 3 held out to judge a refit), adding "
+                  "rounds while they disagree, and refit the table to this machine (a scale "
+                  "per kernel size) when it is off by more than the timings' noise explains; a "
+                  "table still off by more than 10% stops the search with one line. A ratio "
+                  "target refers to the reference as measured here. Measurements are cached "
+                  "(--latency_cache_dir); the next run re-times the reference and times again "
+                  "what has drifted. Turn it off for a table measured on the target device.")
 flags.DEFINE_integer("latency_check_networks", 2,
                      "Networks of the space the check times besides the reference and one "
                      "uniform network per kernel size, spread over the table's predicted "

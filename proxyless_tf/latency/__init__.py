@@ -18,7 +18,10 @@ The modules, one concept each:
     build      building and calibrating a table on this machine
     validate   predicted vs measured on random and reference networks, with a report
     cache      the user cache of measurements made on this machine
-    check      the check of a table against this machine, and its refit
+    uncertainty  how well the rounds know a latency: noise, standard errors, bias beyond noise
+    timing     timing networks until they are known well enough (adaptive rounds, drift, load)
+    refit      the fits of a table to this machine (group scales, scale + offset, shrinkage)
+    check      the check of a table against this machine: time, decide, refit or stop
     machine    the flags' table on this machine: built here, or checked and refitted
     target     the latency target T
     objective  LatencyObjective, the differentiable E[LAT] and the architecture loss
