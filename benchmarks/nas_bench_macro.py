@@ -301,6 +301,26 @@ def goals(rank, found):
                                               for r in grad)}
 
 
+class StepTimes:
+    """Seconds per step over every run of one output folder (OUTPUT_DIR/steps.json): a rerun
+    that finds a step done adds the little it took to the step's time, so the total is the
+    benchmark's whole cost, interrupted runs' finished steps included."""
+
+    def __init__(self, out):
+        from proxyless_tf import io_utils
+        self.path = os.path.join(out, "steps.json")
+        self.times = io_utils.read_json(self.path, what="step times") \
+            if os.path.exists(self.path) else {}
+
+    def add(self, name, seconds):
+        from proxyless_tf import io_utils
+        self.times[name] = round(self.times.get(name, 0.0) + seconds, 1)
+        io_utils.write_json(self.path, self.times)
+
+    def total_s(self):
+        return round(sum(self.times.values()), 1)
+
+
 def main(argv=None):
     args = parse_args(argv)
     started = time.time()
@@ -310,13 +330,13 @@ def main(argv=None):
     from proxyless_tf import io_utils, nas_bench_macro as nbm
     import nas_bench_macro_report as report
     bench = nbm.Benchmark()
-    steps = {}
+    steps = StepTimes(out)
 
     def step(name, fn, *fn_args):
         t = time.time()
         say(started, f"{name} ...")
         value = fn(*fn_args)
-        steps[name] = round(time.time() - t, 1)
+        steps.add(name, time.time() - t)
         return value
 
     table_path = step("latency table", build_table, args, out)
@@ -350,7 +370,7 @@ def main(argv=None):
         "macs_kendall_tau": rank["macs"]["all"]["kendall_tau"],
         "worst_regret": max(r["regret"] for r in found.values() if r["algorithm"] == "grad"),
         "searches": found, "uniform": uniform, "goals": goals(rank, found),
-        "steps_s": steps, "wall_s": round(time.time() - started, 1)}
+        "steps_s": steps.times, "wall_s": steps.total_s()}
     report.write(out, results, bench, latencies, inherited, sample)
     if args.report:
         report.publish(out, DOCS)
