@@ -30,8 +30,7 @@ def space(**overrides):
     return search_space.nas_bench_macro_space(**overrides)
 
 
-def _stage_lengths(space_):
-    return list(space_.depths)
+STAGE_DEPTHS = search_space.nas_bench_macro_space().depths  # (2, 3, 3)
 
 
 def canonical(key):
@@ -39,7 +38,7 @@ def canonical(key):
     stage the first block's digit, then the other blocks' non-identity digits in order, then
     the identities."""
     out, at = [], 0
-    for depth in _stage_lengths(space()):
+    for depth in STAGE_DEPTHS:
         stage = key[at:at + depth]
         rest = [d for d in stage[1:] if d != "0"]
         out.append(stage[0] + "".join(rest) + "0" * (depth - 1 - len(rest)))
@@ -48,7 +47,7 @@ def canonical(key):
 
 
 def check_key(key, source="key"):
-    blocks = sum(_stage_lengths(space()))
+    blocks = sum(STAGE_DEPTHS)
     if len(key) != blocks or any(d not in "012" for d in key):
         raise UsageError(f"{source}={key!r}: a NAS-Bench-Macro key is {blocks} digits 0 "
                          f"(identity), 1 (k3e3) or 2 (k5e6)")

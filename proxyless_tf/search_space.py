@@ -83,7 +83,8 @@ class SearchSpace:
             raise UsageError(f"--input_size must be at least 8, got {self.input_size}")
         if self.width_multiplier <= 0:
             raise UsageError(f"--width_multiplier must be positive, got {self.width_multiplier}")
-        if not any(op.allowed_at(2, 1, 2) for op in ops):
+        # a block that changes shape (stride 2, channels doubled) must have a candidate
+        if not any(op.allowed_at(stride=2, in_channels=1, out_channels=2) for op in ops):
             raise UsageError(f"--candidates needs an op that can stand in every block (one "
                              f"besides '{ZERO}', which stands only where a block keeps its "
                              "shortcut)")
