@@ -63,6 +63,13 @@ def parse_args(argv=None):
     parser.add_argument("--report", action="store_true",
                         help="also write the report under docs/ (the full benchmark's)")
     parser.add_argument("--data_dir", default=TFDS_DIR)
+    parser.add_argument("--supernet_from", default=None, metavar="DIR",
+                        help="reuse the table, supernet and ranking of an earlier run's output "
+                             "folder (same recipe): only the searches run, e.g. to try a search "
+                             "setting")
+    parser.add_argument("--only", default=None, metavar="NAMES",
+                        help="run only the searches whose names start with one of these "
+                             "(comma-separated, e.g. grad_p25)")
     for name, value in FULL.items():
         parser.add_argument(f"--{name}", type=type(value), default=None)
     args = parser.parse_args(argv)
@@ -132,6 +139,16 @@ def supernet_flags(args):
         "--nolatency_check", "--noexport_tflite", "--checkpoint_seconds=600"]
 
 
+def reuse_ranking(source, out):
+    """--supernet_from: the earlier run's inherited scores, copied (the ranking is the
+    supernet's: it does not change with the search settings)."""
+    if not os.path.exists(os.path.join(source, "supernet", "results.json")):
+        sys.exit(f"--supernet_from={source}: no finished supernet there (supernet/results.json)")
+    kept = os.path.join(out, "inherited.json")
+    if not os.path.exists(kept):
+        shutil.copyfile(os.path.join(source, "inherited.json"), kept)
+
+
 def train_supernet(args, out, table_path):
     """OUTPUT_DIR/supernet: weights only (epochs = warm-up). A finished supernet of another
     recipe is refused: it would be scored as if it were this one."""
@@ -155,8 +172,11 @@ def train_supernet(args, out, table_path):
 def searches(args):
     """(name, algorithm, percentile, seed) of every search."""
     plan = [(f"grad_p{p}_s{s}", "grad", p, s) for p in args.percentiles
-            for s in range(args.search_seeds)]
-    return plan + [("reinforce_p50_s0", "reinforce", 50, 0)]
+            for s in range(args.search_seeds)] + [("reinforce_p50_s0", "reinforce", 50, 0)]
+    if not args.only:
+        return plan
+    prefixes = tuple(args.only.split(","))
+    return [s for s in plan if s[0].startswith(prefixes)]
 
 
 def run_search(args, out, supernet, table_path, name, algo, target_ms, seed):
@@ -339,12 +359,15 @@ def main(argv=None):
         steps.add(name, time.time() - t)
         return value
 
-    table_path = step("latency table", build_table, args, out)
+    source = os.path.abspath(args.supernet_from) if args.supernet_from else out
+    if args.supernet_from:
+        reuse_ranking(source, out)
+    table_path = step("latency table", build_table, args, source)
     latencies = step("predicted latency of every network", predicted_latencies, table_path, bench)
     ms = np.array(list(latencies.values()))
     targets = {p: float(np.percentile(ms, p)) for p in args.percentiles}
     say(started, "targets " + ", ".join(f"p{p} {t:.3f} ms" for p, t in targets.items()))
-    supernet = step("supernet", train_supernet, args, out, table_path)
+    supernet = step("supernet", train_supernet, args, source, table_path)
     sample = ranking_sample(latencies, args.networks)
     inherited = step("inherited accuracy", inherited_accuracies, args, out, supernet, sample)
     rank = ranking(sample, inherited, bench, latencies)
@@ -368,7 +391,9 @@ def main(argv=None):
         "networks": len(bench), "sample": len(sample), "targets_ms": targets,
         "ranking": rank, "kendall_tau": rank["supernet"]["all"]["kendall_tau"],
         "macs_kendall_tau": rank["macs"]["all"]["kendall_tau"],
-        "worst_regret": max(r["regret"] for r in found.values() if r["algorithm"] == "grad"),
+            "worst_regret": max((r["regret"] for r in found.values() if r["algorithm"] == "grad"),
+                            default=None),
+        "supernet_from": args.supernet_from, "only": args.only,
         "searches": found, "uniform": uniform, "goals": goals(rank, found),
         "steps_s": steps.times, "wall_s": steps.total_s()}
     report.write(out, results, bench, latencies, inherited, sample)

@@ -204,6 +204,9 @@ class BilevelSearch:
         if self.manager.latest_checkpoint:
             self._checkpoint_of(self.manager.latest_checkpoint).restore(
                 self.manager.latest_checkpoint).assert_existing_objects_matched()
+            # Adam keeps its learning rate in a variable, which the checkpoint restores: the
+            # rate asked for now wins (a search resumed from a warm-up with another --arch_lr).
+            self.arch_optimizer.learning_rate.assign(self.config.arch_lr)
         return int(self.epoch.numpy())
 
     def _checkpoint_of(self, path):

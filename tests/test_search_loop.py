@@ -266,6 +266,16 @@ def test_searches_resumed_from_one_warm_up_sample_from_their_search_seed(tmp_pat
     np.testing.assert_array_equal(saved, warm.rng.state.numpy())
 
 
+def test_a_resumed_search_steps_alpha_at_the_arch_lr_asked_for_now(tmp_path):
+    """Adam keeps its learning rate in a checkpointed variable: a search resumed from a
+    warm-up saved with another --arch_lr must use the rate it was given, not the saved one."""
+    warm = make_search(tmp_path, epochs=1, warmup_epochs=1, seed_epochs=0, arch_lr=0.01)
+    warm.run()
+    resumed = make_search(tmp_path, epochs=2, warmup_epochs=1, seed_epochs=0, arch_lr=0.2)
+    assert resumed.restore() == 1
+    assert float(resumed.arch_optimizer.learning_rate.numpy()) == pytest.approx(0.2)
+
+
 def test_checkpoint_seconds_saves_at_the_end_of_each_phase_and_when_due(tmp_path, monkeypatch):
     """Epoch 1 seed, 2 warm-up, 3-6 search, with a checkpoint at most every 100 s of a clock
     that advances 40 s per epoch."""
