@@ -10,6 +10,10 @@ derived network with the supernet's weights to DIR/derived.KIND.tflite with its 
 `--batch_size` is the global batch); see BUILD.md, "Scaling out".
 """
 
+import time
+
+STARTED = time.time()  # the job's clock starts before TensorFlow loads
+
 if __name__ == "__main__":  # before anything loads TensorFlow: no native start-up lines
     from proxyless_tf import quiet
     quiet.start_tensorflow()
@@ -53,7 +57,7 @@ def config_from_flags():
     return config
 
 
-def build_search(output_dir, verbose=1, strategy=None):
+def build_search(output_dir, verbose=1, strategy=None, clock=None):
     """Everything the flags describe, ready to run (also used by tests and benchmarks): the
     flags translated into `proxyless_tf.api.make_search`'s arguments. `strategy`: a
     tf.distribute strategy (default: TensorFlow's one-device strategy)."""
@@ -74,8 +78,12 @@ def build_search(output_dir, verbose=1, strategy=None):
     splits = data.load(FLAGS.dataset, space.input_size, FLAGS.batch_size, FLAGS.data_dir,
                        FLAGS.download, FLAGS.valid_fraction, FLAGS.seed, FLAGS.max_train_examples)
     space = options.space_from_flags(num_classes=splits.num_classes)
+    if clock is not None:
+        clock.lap("setup")
     # Outside the strategy's scope: the latency check converts networks of its own to time them.
     objective = latency_objective(space, strategy)
+    if clock is not None:
+        clock.lap("latency check")
     make_reinforce = None
     if config.arch_algo == "reinforce":
         from proxyless_tf import reinforce as reinforce_lib
@@ -121,13 +129,18 @@ def main(argv):
     if FLAGS.export_tflite:
         from export import settings_from_flags
         export_settings = settings_from_flags()  # check the export flags before searching
-    search = build_search(output_dir, strategy=strategy)
+    from proxyless_tf.search_outputs import PhaseClock
+    clock = PhaseClock(STARTED)
+    search = build_search(output_dir, strategy=strategy, clock=clock)
+    search.epoch_callbacks.append(lambda _, record: clock.lap(record["phase"]))
     if search.chief:
         io_utils.write_text(os.path.join(output_dir, "flags.txt"), FLAGS.flags_into_string())
     if search.replicas > 1 or FLAGS.strategy != "default":
         print(f"strategy {FLAGS.strategy}: {search.replicas} replica(s), global batch "
               f"{FLAGS.batch_size}, path sampling {FLAGS.path_sampling}", flush=True)
     arch = search.run()
+    if search.chief:
+        report_release(clock, search)
     if distribute.num_workers(strategy) > 1:
         # The same on every worker when they stayed in sync (tests compare it).
         task_type, task_id = distribute.task(strategy)
@@ -138,6 +151,19 @@ def main(argv):
         print(f"wrote {os.path.join(output_dir, 'arch.json')}")
         if export_settings is not None:
             export_derived(search, arch, export_settings)
+            clock.lap("export")
+        print(clock.line(), flush=True)
+        clock.write(os.path.join(output_dir, "phases.json"))
+
+
+def report_release(clock, search, quiet_s=5.0):
+    """Times the step from the search's results to its return, where its input pipelines are
+    released: it once paused for about 30 s there, unexplained; a pause says so now."""
+    clock.lap("results", until=search.results_at)
+    released = clock.lap("release")
+    if released > quiet_s:
+        print(f"note: {released:.0f} s passed between the search's results and its return "
+              "(releasing its input pipelines)", flush=True)
 
 
 def export_derived(search, arch, settings):

@@ -139,7 +139,7 @@ class BilevelSearch:
             self.checkpoint, os.path.join(output_dir, "checkpoints"), max_to_keep=2)
         self.outputs = search_outputs.SearchOutputs(output_dir, supernet)
         self.epoch_callbacks = []
-        self.derived_model = self.results = None  # set by write_results
+        self.derived_model = self.results = self.results_at = None  # set by write_results
 
     def _make_state(self, config):
         total_steps = self.steps_per_epoch * config.epochs
@@ -396,6 +396,7 @@ class BilevelSearch:
         if self.verbose:
             print(search_outputs.results_line(results), flush=True)
         self.results = results
+        self.results_at = time.time()  # the search command times what follows (its release)
         return arch
 
 

@@ -7,10 +7,12 @@ mid-write, never leaves a half-written file):
     probabilities.png  path probability per block and op, and the derived ops' over the epochs
     results.json       the supernet's last-epoch accuracy next to the derived network's test
                        accuracy with the supernet's weights
+    phases.json        (the search command) wall seconds per phase of the job
 """
 
 import json
 import os
+import time
 
 import tensorflow as tf
 
@@ -95,3 +97,29 @@ def results_line(results):
             f"last epoch); derived network with the supernet's weights: test accuracy "
             f"{percent(results['derived_test_acc'])} ({results['test_images']} images, batch "
             f"norm re-estimated)")
+
+
+class PhaseClock:
+    """Wall seconds per phase of a job (setup, latency check, seed, warmup, search, results,
+    release, export), so a user sees where the time goes and no pause passes without a word."""
+
+    def __init__(self, started=None):
+        self.seconds = {}
+        self._at = time.time() if started is None else started
+
+    def lap(self, phase, until=None):
+        """Adds the time since the last lap (up to `until`, a time.time()) to `phase`."""
+        now = time.time() if until is None else until
+        self.seconds[phase] = round(self.seconds.get(phase, 0.0) + now - self._at, 1)
+        self._at = now
+        return self.seconds[phase]
+
+    def total_s(self):
+        return round(sum(self.seconds.values()), 1)
+
+    def line(self):
+        parts = ", ".join(f"{phase} {s:.0f} s" for phase, s in self.seconds.items())
+        return f"time: {parts}; total {self.total_s():.0f} s"
+
+    def write(self, path):
+        io_utils.write_json(path, dict(self.seconds, total=self.total_s()))

@@ -65,6 +65,20 @@ def test_the_same_deterministic_command_twice_gives_the_same_architecture(uninte
     assert len(history(tmp_path)) == 3 and history(tmp_path)[-1]["phase"] == "search"
 
 
+def test_the_search_says_where_its_time_went_phase_by_phase(tmp_path):
+    """The closing line and phases.json split the wall time by phase, the step from the results
+    to the search's return (where a ~30 s pause once hid) among them, and add up to the total."""
+    result = driver("none", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "phases.json") as f:
+        phases = json.load(f)
+    assert {"setup", "latency check", "seed", "search", "results", "release"} <= phases.keys()
+    total = phases.pop("total")
+    assert total == pytest.approx(sum(phases.values()), abs=0.2)
+    assert all(seconds >= 0 for seconds in phases.values())
+    assert result.stdout.strip().splitlines()[-1].startswith("time: setup ")
+
+
 # --- kill -9 ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("kill_at", [
     f"step:{STEPS_PER_EPOCH + 3}",  # in the middle of epoch 2, after epoch 1's checkpoint
