@@ -389,8 +389,8 @@ def main(argv=None):
         "date": datetime.date.today().isoformat(),
         "command": "python benchmarks/nas_bench_macro.py " + " ".join(argv or sys.argv[1:]),
         "recipe": recipe(args), "search": {k: getattr(args, k) for k in (
-            "search_epochs", "arch_update_every", "arch_lr", "latency_beta", "zero_pairs", "search_seeds",
-            "percentiles")},
+            "search_epochs", "arch_update_every", "arch_lr", "latency_beta", "zero_pairs",
+            "search_seeds", "percentiles")},
         "networks": len(bench), "sample": len(sample), "targets_ms": targets,
         "ranking": rank, "kendall_tau": rank["supernet"]["all"]["kendall_tau"],
         "macs_kendall_tau": rank["macs"]["all"]["kendall_tau"],
