@@ -20,12 +20,13 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMMAND = ["-m", "proxyless_tf.search", "--flagfile=flags/mobile.cfg"]
+from benchmarks import REPO
+from benchmarks.commands import main_of, run_logged
+
+COMMAND = ["proxyless_tf.search", "--flagfile=flags/mobile.cfg"]  # python -m ...
 QUICK = ["--flagfile=flags/smoke.cfg"]
 
 
@@ -44,15 +45,11 @@ def parse_args(argv=None):
 
 def run_once(args, folder):
     """One default job into `folder`; its wall time, phases and figures."""
-    command = [sys.executable] + COMMAND + (QUICK if args.quick else []) + [
-        f"--output_dir={folder}"]
+    module, *flags = COMMAND
     started = time.time()
-    with open(folder + ".log", "w") as log:
-        code = subprocess.call(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    run_logged(module, flags + (QUICK if args.quick else []) + [f"--output_dir={folder}"],
+               folder + ".log", cwd=REPO)
     wall_s = round(time.time() - started, 1)
-    if code:
-        sys.exit(f"the default job failed (exit {code}); see {folder}.log")
     with open(os.path.join(folder, "phases.json")) as f:
         phases = json.load(f)
     with open(os.path.join(folder, "derived.float32.report.json")) as f:
@@ -112,4 +109,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_of(main)())

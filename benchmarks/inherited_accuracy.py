@@ -3,10 +3,10 @@
 For a search's output directory on CIFAR-10 (`python -m proxyless_tf.search`; its checkpoints/
 hold the supernet of the last saved epoch), every network is evaluated on the test split with
 the supernet's weights, batch norm re-estimated (`proxyless_tf.derived`) as
-benchmarks/supernet_ranking.py does: on the same seeded, cached batches of the validation split
+benchmarks.supernet_ranking does: on the same seeded, cached batches of the validation split
 (held-out training images, not augmented) for every network and every rerun:
 
-  * the networks of `benchmarks/cifar10_quality.py` result files (--results), next to their
+  * the networks of `benchmarks.cifar10_quality` result files (--results), next to their
     mean retrained accuracy, with Spearman's rho and Kendall's tau: does the supernet order them
     as retraining does?
   * uniform networks all:OP (--uniform): does it see what a larger candidate adds?
@@ -16,7 +16,7 @@ benchmarks/supernet_ranking.py does: on the same seeded, cached batches of the v
     nothing yet (they were added by growth with zero projection weights), about 1 that they
     weigh as much as the others.
 
-    python benchmarks/inherited_accuracy.py --search_dir=runs/zero_grad_warmup \\
+    python -m benchmarks.inherited_accuracy --search_dir=runs/zero_grad_warmup \\
         --results=runs/cq_skip50_long/results.json,runs/cq_hinge_long/results.json
 
 The last line printed is a JSON summary, also written to SEARCH_DIR/inherited_accuracy.json,
@@ -28,18 +28,19 @@ import json
 import os
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-TFDS_DIR = os.path.join(os.path.dirname(REPO), "shared", "datasets", "tfds")
+from benchmarks import TFDS_DIR
+from benchmarks.commands import main_of
+from benchmarks.reports import pyplot, save_png
+from benchmarks.stats import correlations, rounded
+from benchmarks.supernet_eval import evaluate_inherited, restore_supernet
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--search_dir", required=True,
                         help="a search's output directory (its checkpoints/ are read)")
     parser.add_argument("--results", default="",
-                        help="comma-separated results.json files of benchmarks/cifar10_quality.py")
+                        help="comma-separated results.json files of benchmarks.cifar10_quality")
     parser.add_argument("--uniform", default="k3e3,k3e6,k5e3,k5e6,k7e3,k7e6",
                         help="ops OP whose all:OP networks are evaluated too ('' for none)")
     parser.add_argument("--width_multiplier", type=float, default=0.5)
@@ -50,7 +51,7 @@ def parse_args():
     parser.add_argument("--calibration_seed", type=int, default=0,
                         help="the shuffle of the batches batch norm is re-estimated on")
     parser.add_argument("--data_dir", default=TFDS_DIR)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not os.path.isdir(os.path.join(args.search_dir, "checkpoints")):
         parser.error(f"--search_dir={args.search_dir}: no checkpoints/ there")
     for path in filter(None, args.results.split(",")):
@@ -108,15 +109,11 @@ def added_channel_weight(net):
 def scatter_png(summary, path):
     """Inherited against retrained accuracy, coloured by expand-6 blocks; the uniform networks
     all:OP (not retrained) as ticks along the bottom."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from proxyless_tf import io_utils
     compared = [r for r in summary["networks"] if r["retrained"] is not None]
     uniform = [r for r in summary["networks"] if r["retrained"] is None]
     if not summary["networks"]:
         return  # nothing evaluated (--uniform= and no --results): no picture
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = pyplot().subplots(figsize=(6, 4.5))
     points = ax.scatter([100 * r["inherited"] for r in compared],
                         [100 * r["retrained"] for r in compared],
                         c=[r["expand6_blocks"] for r in compared], cmap="viridis", vmin=0)
@@ -136,18 +133,14 @@ def scatter_png(summary, path):
                   f"({len(compared)} networks)")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    with io_utils.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     from proxyless_tf import quiet
     quiet.start_tensorflow()
-    from scipy import stats
     from proxyless_tf.search_space import small_input_space
-    from supernet_ranking import evaluate_inherited, restore_supernet
     space = small_input_space(width_multiplier=args.width_multiplier,
                               depths=tuple(int(d) for d in args.depths.split(",")))
     from proxyless_tf.errors import UsageError
@@ -176,15 +169,13 @@ def main():
     summary = {"search_dir": args.search_dir, "test_images": test_images, "networks": rows,
                "added_channel_weight": {name: round(v, 4) for name, v in added.items()}}
     if len(compared) >= 3:
-        inherited_accs = [r["inherited"] for r in compared]
-        retrained_accs = [r["retrained"] for r in compared]
-        rho, p_value = stats.spearmanr(inherited_accs, retrained_accs)
-        tau, tau_p = stats.kendalltau(inherited_accs, retrained_accs)
-        summary["spearman_inherited_vs_retrained"] = {"rho": round(float(rho), 3),
-                                                      "p": round(float(p_value), 4),
+        found = correlations([r["inherited"] for r in compared],
+                             [r["retrained"] for r in compared])
+        summary["spearman_inherited_vs_retrained"] = {"rho": rounded(found["spearman_rho"], 3),
+                                                      "p": rounded(found["spearman_p"]),
                                                       "networks": len(compared)}
-        summary["kendall_inherited_vs_retrained"] = {"tau": round(float(tau), 3),
-                                                     "p": round(float(tau_p), 4)}
+        summary["kendall_inherited_vs_retrained"] = {"tau": rounded(found["kendall_tau"], 3),
+                                                     "p": rounded(found["kendall_p"])}
     from proxyless_tf import io_utils
     io_utils.write_json(os.path.join(args.search_dir, "inherited_accuracy.json"), summary)
     scatter_png(summary, os.path.join(args.search_dir, "inherited_accuracy.png"))
@@ -192,4 +183,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main_of(main)()

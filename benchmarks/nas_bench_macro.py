@@ -24,8 +24,8 @@ Writes OUTPUT_DIR/results.json (also as the last line printed), results.md, pare
 ranking.png; with --report, the same under docs/ (nas_bench_macro.md, nas_bench_macro.json,
 nas_bench_macro/*.png). Rerunning the same command resumes: finished steps are kept.
 
-    python benchmarks/nas_bench_macro.py --report   # the full benchmark, about 70 min on 2 cores
-    python benchmarks/nas_bench_macro.py --quick    # the same code path, tiny (CI, ~2 min)
+    python -m benchmarks.nas_bench_macro --report   # the full benchmark, about 70 min on 2 cores
+    python -m benchmarks.nas_bench_macro --quick    # the same code path, tiny (CI, ~2 min)
 """
 
 import argparse
@@ -33,15 +33,14 @@ import datetime
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # nas_bench_macro_report
-TFDS_DIR = os.path.join(os.path.dirname(REPO), "shared", "datasets", "tfds")
-DOCS = os.path.join(REPO, "docs")
+from benchmarks import DOCS, REPO, TFDS_DIR
+from benchmarks.commands import main_of, run_logged
+from benchmarks.progress import StepTimes, say
+from benchmarks.stats import correlations
+from benchmarks.supernet_eval import restore_supernet
 
 FULL = dict(max_train_examples=0, batch_size=64, steps_per_epoch=350, warmup_epochs=16,
             seed_fraction=0.5, seed_candidate="smallest", skip_rate=0.5, weight_lr=0.05,
@@ -88,22 +87,6 @@ def parse_args(argv=None):
     return args
 
 
-def say(started, message):
-    print(f"[{(time.time() - started) / 60:5.1f} min] {message}", flush=True)
-
-
-def run(args, module, flags, log_path):
-    """`python -m module flags`, its output into log_path; one line and exit 1 on failure."""
-    command = [sys.executable, "-m", module] + flags
-    with open(log_path, "a") as log:
-        log.write(" ".join(command) + "\n")
-        log.flush()
-        code = subprocess.call(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    if code:
-        sys.exit(f"{module} failed (exit {code}); see {log_path}")
-
-
 # --- 1. the latency table ------------------------------------------------------------------------
 def space_flags(args):
     return ["--flagfile=flags/nas_bench_macro.cfg", f"--data_dir={os.path.abspath(args.data_dir)}"]
@@ -112,9 +95,10 @@ def space_flags(args):
 def build_table(args, out):
     path = os.path.join(out, "table.json")
     if not os.path.exists(path):
-        run(args, "proxyless_tf.latency", ["build"] + space_flags(args) + [
+        run_logged("proxyless_tf.latency", ["build"] + space_flags(args) + [
             f"--output={path}", f"--latency_rounds={args.latency_rounds}",
-            f"--latency_calibrate={args.latency_calibrate}"], os.path.join(out, "table.log"))
+            f"--latency_calibrate={args.latency_calibrate}"], os.path.join(out, "table.log"),
+            cwd=REPO)
     return path
 
 
@@ -164,9 +148,9 @@ def train_supernet(args, out, table_path):
     os.makedirs(folder, exist_ok=True)
     from proxyless_tf import io_utils
     io_utils.write_json(saved, recipe(args))
-    run(args, "proxyless_tf.search", supernet_flags(args) + [
+    run_logged("proxyless_tf.search", supernet_flags(args) + [
         f"--epochs={args.warmup_epochs}", f"--latency_table={table_path}",
-        f"--output_dir={folder}"], os.path.join(out, "supernet.log"))
+        f"--output_dir={folder}"], os.path.join(out, "supernet.log"), cwd=REPO)
     return folder
 
 
@@ -188,13 +172,13 @@ def run_search(args, out, supernet, table_path, name, algo, target_ms, seed):
         if not os.path.isdir(os.path.join(folder, "checkpoints")):
             shutil.copytree(os.path.join(supernet, "checkpoints"),
                             os.path.join(folder, "checkpoints"))
-        run(args, "proxyless_tf.search", supernet_flags(args) + [
+        run_logged("proxyless_tf.search", supernet_flags(args) + [
             f"--epochs={args.warmup_epochs + args.search_epochs}",
             f"--arch_update_every={args.arch_update_every}", f"--arch_lr={args.arch_lr}",
             f"--latency_beta={args.latency_beta}", f"--zero_pairs={args.zero_pairs}",
             f"--arch_algo={algo}", f"--search_seed={seed}", f"--target_ms={target_ms:.6f}",
             f"--latency_table={table_path}", f"--output_dir={folder}"],
-            os.path.join(out, "searches", f"{name}.log"))
+            os.path.join(out, "searches", f"{name}.log"), cwd=REPO)
     from proxyless_tf import architecture
     return architecture.Architecture.load(os.path.join(folder, "arch.json"))
 
@@ -239,30 +223,17 @@ def evaluation(args, supernet_dir):
     """(calibration batches, validation split, supernet with its trained weights): the search's
     own split (seed 0), the calibration its first batches, cached so every network sees the
     same images."""
-    import tensorflow as tf
     from proxyless_tf import data, nas_bench_macro as nbm, reproducible
-    from proxyless_tf.supernet import Supernet
     reproducible.seed_everything(0)
     splits = data.load("cifar10", 32, args.batch_size, args.data_dir, False, 0.1, 0,
                        args.max_train_examples)
-    net = Supernet(nbm.space())
-    latest = tf.train.latest_checkpoint(os.path.join(supernet_dir, "checkpoints"))
-    tf.train.Checkpoint(supernet=net).restore(latest).expect_partial()
+    net = restore_supernet(nbm.space(), supernet_dir)
     calibration = splits.valid.take(args.recalibration_batches).cache()
     for _ in calibration:  # read to its end once: a cache read only in part is dropped
         pass
     # the split repeats for the architecture steps: its first pass holds each image once
     valid = splits.valid.unbatch().take(splits.valid_size).batch(args.batch_size)
     return calibration, valid, net
-
-
-def correlations(x, y):
-    from scipy import stats
-    tau, tau_p = stats.kendalltau(x, y)
-    rho, _ = stats.spearmanr(x, y)
-    def clean(value):  # undefined (too few or constant values): None in the JSON
-        return None if value != value else round(float(value), 4)
-    return {"kendall_tau": clean(tau), "kendall_p": clean(tau_p), "spearman_rho": clean(rho)}
 
 
 def ranking(sample, inherited, bench, latencies):
@@ -275,7 +246,7 @@ def ranking(sample, inherited, bench, latencies):
     groups = {"all": keys, **{f"tercile_{i + 1}": list(part) for i, part in
                               enumerate(np.array_split(np.array(keys), 3))}}
     return {score: {group: correlations([fn(k) for k in ks],
-                                        [bench.records[k].mean_acc for k in ks])
+                                        [bench.records[k].mean_acc for k in ks], digits=4)
                     for group, ks in groups.items()}
             for score, fn in scores.items()}
 
@@ -323,43 +294,17 @@ def goals(rank, found):
                                               for r in grad)}
 
 
-class StepTimes:
-    """Seconds per step over every run of one output folder (OUTPUT_DIR/steps.json): a rerun
-    that finds a step done adds the little it took to the step's time, so the total is the
-    benchmark's whole cost, interrupted runs' finished steps included."""
-
-    def __init__(self, out):
-        from proxyless_tf import io_utils
-        self.path = os.path.join(out, "steps.json")
-        self.times = io_utils.read_json(self.path, what="step times") \
-            if os.path.exists(self.path) else {}
-
-    def add(self, name, seconds):
-        from proxyless_tf import io_utils
-        self.times[name] = round(self.times.get(name, 0.0) + seconds, 1)
-        io_utils.write_json(self.path, self.times)
-
-    def total_s(self):
-        return round(sum(self.times.values()), 1)
-
-
 def main(argv=None):
     args = parse_args(argv)
     started = time.time()
     out = os.path.abspath(args.output_dir)
     os.makedirs(os.path.join(out, "searches"), exist_ok=True)
     import numpy as np
-    from proxyless_tf import io_utils, nas_bench_macro as nbm
-    import nas_bench_macro_report as report
+    from benchmarks import nas_bench_macro_report as report
+    from proxyless_tf import nas_bench_macro as nbm
     bench = nbm.Benchmark()
     steps = StepTimes(out)
-
-    def step(name, fn, *fn_args):
-        t = time.time()
-        say(started, f"{name} ...")
-        value = fn(*fn_args)
-        steps.add(name, time.time() - t)
-        return value
+    step = lambda name, fn, *fn_args: steps.run(started, name, fn, *fn_args)  # noqa: E731
 
     source = os.path.abspath(args.supernet_from) if args.supernet_from else out
     if args.supernet_from:
@@ -387,14 +332,14 @@ def main(argv=None):
     results = {
         "benchmark": "nas_bench_macro", "quick": args.quick,
         "date": datetime.date.today().isoformat(),
-        "command": "python benchmarks/nas_bench_macro.py " + " ".join(argv or sys.argv[1:]),
+        "command": "python -m benchmarks.nas_bench_macro " + " ".join(argv or sys.argv[1:]),
         "recipe": recipe(args), "search": {k: getattr(args, k) for k in (
             "search_epochs", "arch_update_every", "arch_lr", "latency_beta", "zero_pairs",
             "search_seeds", "percentiles")},
         "networks": len(bench), "sample": len(sample), "targets_ms": targets,
         "ranking": rank, "kendall_tau": rank["supernet"]["all"]["kendall_tau"],
         "macs_kendall_tau": rank["macs"]["all"]["kendall_tau"],
-            "worst_regret": max((r["regret"] for r in found.values() if r["algorithm"] == "grad"),
+        "worst_regret": max((r["regret"] for r in found.values() if r["algorithm"] == "grad"),
                             default=None),
         "supernet_from": args.supernet_from, "only": args.only,
         "searches": found, "uniform": uniform, "goals": goals(rank, found),
@@ -408,4 +353,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    main_of(main)()

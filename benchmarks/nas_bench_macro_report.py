@@ -1,10 +1,11 @@
-"""The report of benchmarks/nas_bench_macro.py: results.md, results.json, pareto.png and
+"""The report of benchmarks.nas_bench_macro: results.md, results.json, pareto.png and
 ranking.png in its output folder, and `publish` copies them under docs/."""
 
 import json
 import os
 import shutil
 
+from benchmarks.reports import md_row, md_table, pyplot, save_png
 from proxyless_tf import io_utils
 
 GOAL_TEXT = {
@@ -66,24 +67,22 @@ def markdown(r):
         "", "## Goals", ""]
     lines += [f"- {GOAL_TEXT[k]}: {_yes(v)}" for k, v in r["goals"].items()]
     lines += ["", f"## Ranking ({r['sample']} networks spread over the predicted latency)", "",
-              "Kendall tau (Spearman rho) of each score with the benchmark's mean accuracy.", "",
-              "| score | all | fastest third | middle third | slowest third |",
-              "|---|---|---|---|---|"]
+              "Kendall tau (Spearman rho) of each score with the benchmark's mean accuracy.",
+              ""] + md_table(["score", "all", "fastest third", "middle third", "slowest third"])
     for score, groups in rank.items():
-        cells = [_pair(g) for g in (
-            groups["all"], groups["tercile_1"], groups["tercile_2"], groups["tercile_3"])]
-        lines.append(f"| {score} | " + " | ".join(cells) + " |")
-    lines += ["", "![inherited vs true accuracy](ranking.png)", "",
-              "## Searches", "",
-              "| search | target ms | network | accuracy | predicted vs target | percentile "
-              "(no slower) | regret | best of 5 / 20 random (+-5%) | above uniform |",
-              "|---|---|---|---|---|---|---|---|---|"]
+        lines.append(md_row([score] + [_pair(g) for g in (
+            groups["all"], groups["tercile_1"], groups["tercile_2"], groups["tercile_3"])]))
+    lines += ["", "![inherited vs true accuracy](ranking.png)", "", "## Searches", ""]
+    lines += md_table(["search", "target ms", "network", "accuracy", "predicted vs target",
+                       "percentile (no slower)", "regret", "best of 5 / 20 random (+-5%)",
+                       "above uniform"])
     for name, s in r["searches"].items():
-        lines.append(
-            f"| {name} | {s['target_ms']:.3f} | `{s['key']}` | {s['accuracy']:.2f} | "
-            f"{s['latency_vs_target']:+.1%} | {s['percentile_no_slower']:.1f} | "
-            f"{s['regret']:.2f} | {s['expected_best_of_5_random']:.2f} / "
-            f"{s['expected_best_of_20_random']:.2f} | {s['above_uniform_no_slower']} |")
+        lines.append(md_row([
+            name, f"{s['target_ms']:.3f}", f"`{s['key']}`", f"{s['accuracy']:.2f}",
+            f"{s['latency_vs_target']:+.1%}", f"{s['percentile_no_slower']:.1f}",
+            f"{s['regret']:.2f}",
+            f"{s['expected_best_of_5_random']:.2f} / {s['expected_best_of_20_random']:.2f}",
+            s["above_uniform_no_slower"]]))
     lines += ["", "Uniform networks (the hand-designed references):", ""]
     lines += [f"- {name} `{u['key']}`: {u['accuracy']:.2f}%, predicted {u['latency_ms']:.3f} ms, "
               f"{u['macs'] / 1e6:.1f}M MACs" for name, u in r["uniform"].items()]
@@ -93,16 +92,13 @@ def markdown(r):
 
 
 def pareto_png(r, bench, latencies, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
     from proxyless_tf import nas_bench_macro as nbm
     keys = bench.keys()
     lat = np.array([latencies[k] for k in keys])
     acc = np.array([bench.records[k].mean_acc for k in keys])
     front = nbm.pareto_front(lat, acc)
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = pyplot().subplots(figsize=(8, 5))
     ax.scatter(lat, acc, s=3, c="0.7", label=f"all {len(keys):,} networks")
     ax.plot(lat[front], acc[front], "k-", lw=1, label="Pareto front")
     for name, u in r["uniform"].items():
@@ -116,15 +112,11 @@ def pareto_png(r, bench, latencies, path):
     ax.set_ylabel("NAS-Bench-Macro mean test accuracy (%)")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path, dpi=120)
 
 
 def ranking_png(r, bench, inherited, sample, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = pyplot().subplots(figsize=(6, 4.5))
     x = [100 * inherited[k] for k in sample]
     y = [bench.records[k].mean_acc for k in sample]
     ax.scatter(x, y, s=12)
@@ -134,5 +126,4 @@ def ranking_png(r, bench, inherited, sample, path):
     ax.set_xlabel("inherited accuracy on held-out training images (%)")
     ax.set_ylabel("NAS-Bench-Macro mean test accuracy (%)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path, dpi=120)

@@ -19,8 +19,8 @@ trains, so the binary step computes exactly that network;
 Last line: JSON with the ratios to (a). The script sets the environment its cases need (the BFC
 allocator, whose statistics the memory figures read) for the processes it starts.
 
-    python benchmarks/search_cost.py            # the full 32x32 space (4x4x4x4x4x1 blocks)
-    python benchmarks/search_cost.py --quick    # 3 stages (1,2,1 blocks), width 0.5: < 2 min
+    python -m benchmarks.search_cost            # the full 32x32 space (4x4x4x4x4x1 blocks)
+    python -m benchmarks.search_cost --quick    # 3 stages (1,2,1 blocks), width 0.5: < 2 min
 """
 
 import argparse
@@ -30,7 +30,8 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks import REPO
+
 CASES = ("standalone", "binary", "two_path", "full")
 
 
@@ -48,7 +49,6 @@ def _reset_peak():
 
 
 def run_case(case, quick, steps, batch):
-    sys.path.insert(0, REPO)
     import numpy as np
     import keras
     import tensorflow as tf
@@ -142,10 +142,10 @@ def main():
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", TF_CPP_MIN_LOG_LEVEL="3",
                TF_CPU_ALLOCATOR_USE_BFC="true", PYTHONPATH=REPO)
     def start(case):
-        cmd = [sys.executable, __file__, f"--case={case}", f"--steps={steps}",
-               f"--batch={args.batch}"] + (["--quick"] if args.quick else [])
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        cmd = [sys.executable, "-m", "benchmarks.search_cost", f"--case={case}",
+               f"--steps={steps}", f"--batch={args.batch}"] + (["--quick"] if args.quick else [])
+        return subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
 
     def finish(case, process):
         stdout, stderr = process.communicate()

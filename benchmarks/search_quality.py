@@ -19,19 +19,19 @@ network's test accuracy with the supernet's weights, batch norm re-estimated (re
 Writes OUTPUT_DIR/results.json and OUTPUT_DIR/curves.png; the last line printed is a JSON summary.
 Rerunning skips the recipes that are finished.
 
-    python benchmarks/search_quality.py                # 6 epochs (~240 steps) each, ~8 min
-    python benchmarks/search_quality.py --epochs=2     # quicker
+    python -m benchmarks.search_quality                # 6 epochs (~240 steps) each, ~8 min
+    python -m benchmarks.search_quality --epochs=2     # quicker
 """
 
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from benchmarks import REPO
+from benchmarks.commands import main_of, run_logged
+from benchmarks.progress import say
+from benchmarks.reports import pyplot, save_png
 
 RECIPES = {
     "random paths": ["--seed_fraction=0", "--skip_rate=0"],
@@ -42,13 +42,13 @@ RECIPES = {
 }
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--output_dir", default="runs/search_quality")
     parser.add_argument("--recipes", default=",".join(RECIPES),
                         help=f"comma-separated, among: {', '.join(RECIPES)}")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     unknown = [r for r in args.recipes.split(",") if r not in RECIPES]
     if unknown or args.epochs < 1:
         parser.error(f"--recipes: unknown {unknown}" if unknown else "--epochs must be >= 1")
@@ -59,15 +59,11 @@ def run_recipe(name, args, out):
     """One weights-only search; returns (train accuracy per epoch, derived test accuracy)."""
     folder = os.path.join(out, name.replace(" ", "_").replace("+", "and"))
     if not os.path.exists(os.path.join(folder, "results.json")):
-        env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
         flags = ["--flagfile=flags/mobile.cfg", f"--epochs={args.epochs}",
                  f"--warmup_epochs={args.epochs}", "--noexport_tflite", "--nolatency_check",
                  f"--output_dir={folder}", *RECIPES[name]]
-        with open(os.path.join(out, f"{os.path.basename(folder)}.log"), "w") as log:
-            done = subprocess.run([sys.executable, "-m", "proxyless_tf.search", *flags],
-                                  stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        if done.returncode:
-            sys.exit(f"recipe {name!r} failed (exit {done.returncode}); see {log.name}")
+        run_logged("proxyless_tf.search", flags,
+                   os.path.join(out, f"{os.path.basename(folder)}.log"), cwd=REPO)
     with open(os.path.join(folder, "history.jsonl")) as f:
         history = [json.loads(line) for line in f]
     with open(os.path.join(folder, "results.json")) as f:
@@ -79,10 +75,7 @@ def run_recipe(name, args, out):
 
 
 def plot(results, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = pyplot().subplots(figsize=(7, 4.2))
     for name, r in results.items():
         epochs = range(1, len(r["train_acc"]) + 1)
         ax.plot(epochs, r["train_acc"], marker="o",
@@ -94,30 +87,26 @@ def plot(results, path):
     ax.set_title("supernet training on digits, flags/mobile.cfg space")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path + ".tmp"
-    fig.savefig(tmp, dpi=90, format="png")
-    os.replace(tmp, path)
+    save_png(fig, path, dpi=90)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     out = os.path.abspath(args.output_dir)
     os.makedirs(out, exist_ok=True)
     started = time.time()
     results = {}
     for name in args.recipes.split(","):
-        print(f"[{(time.time() - started) / 60:4.1f} min] {name}", flush=True)
+        say(started, name)
         results[name] = run_recipe(name, args, out)
         print(f"    train accuracy by epoch {results[name]['train_acc']}, derived network "
               f"{results[name]['derived_test_acc']}% test", flush=True)
     summary = {"epochs": args.epochs, "recipes": results}
-    tmp = os.path.join(out, "results.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=2)
-    os.replace(tmp, os.path.join(out, "results.json"))
+    from proxyless_tf import io_utils
+    io_utils.write_json(os.path.join(out, "results.json"), summary)
     plot(results, os.path.join(out, "curves.png"))
     print(json.dumps(summary))
 
 
 if __name__ == "__main__":
-    main()
+    main_of(main)()

@@ -24,20 +24,22 @@ finished supernet whose flags.txt shows other settings is refused (exit 1, namin
 inherited scores kept from other evaluation settings are computed again. The last line printed
 is a JSON summary.
 
-    python benchmarks/supernet_ranking.py            # the full benchmark (docs/search_quality.md)
-    python benchmarks/supernet_ranking.py --quick    # the same code path, tiny, a few minutes
+    python -m benchmarks.supernet_ranking            # the full benchmark (docs/search_quality.md)
+    python -m benchmarks.supernet_ranking --quick    # the same code path, tiny, a few minutes
 """
 
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-TFDS_DIR = os.path.join(os.path.dirname(REPO), "shared", "datasets", "tfds")
+from benchmarks import REPO, TFDS_DIR, supernet_eval
+from benchmarks.commands import main_of, run_logged
+from benchmarks.progress import say
+from benchmarks.reports import md_row, md_table, pyplot, save_png, signed
+from benchmarks.stats import correlations, rounded, spearman
+
 TABLE = os.path.join(REPO, "proxyless_tf", "tables", "mobile_32.json")
 
 FULL = dict(count=10, max_train_examples=10000, batch_size=128, supernet_epochs=10,
@@ -54,13 +56,13 @@ QUICK = dict(count=4, max_train_examples=640, batch_size=64, supernet_epochs=2, 
              output_dir="runs/supernet_ranking_quick")
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny scale: checks the code path")
     for name, value in FULL.items():
         parser.add_argument(f"--{name}", type=type(value), default=None)
     parser.add_argument("--data_dir", default=TFDS_DIR)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     for name, value in (QUICK if args.quick else FULL).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -74,27 +76,11 @@ def parse_args():
 
 def common_flags(args):
     """The data and space flags every subprocess gets: one recipe for all."""
-    return [f"--dataset=cifar10", f"--data_dir={args.data_dir}", "--space=small_input",
+    return ["--dataset=cifar10", f"--data_dir={args.data_dir}", "--space=small_input",
             "--input_size=32", f"--width_multiplier={args.width_multiplier}",
             f"--depths={args.depths}", f"--batch_size={args.batch_size}",
             f"--max_train_examples={args.max_train_examples}", "--valid_fraction=0.1",
             "--seed=0"]
-
-
-def run(module, flags, log_path):
-    """`python -m module flags`, its output in log_path; stops the benchmark if it fails."""
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
-    with open(log_path, "a") as log:
-        log.write(f"$ python -m {module} {' '.join(flags)}\n")
-        log.flush()
-        done = subprocess.run([sys.executable, "-m", module, *flags], stdout=log,
-                              stderr=subprocess.STDOUT, env=env, cwd=REPO)
-    if done.returncode:
-        sys.exit(f"python -m {module} failed (exit {done.returncode}); see {log_path}")
-
-
-def say(started, message):
-    print(f"[{(time.time() - started) / 60:5.1f} min] {message}", flush=True)
 
 
 # --- the steps ----------------------------------------------------------------------------------
@@ -108,8 +94,8 @@ def train_supernet(args, out):
             sys.exit(f"{folder} was trained with other settings ({', '.join(differing)}); "
                      "use another --output_dir or delete that folder")
         return folder
-    run("proxyless_tf.search", flags + [f"--output_dir={folder}"],
-        os.path.join(out, "supernet.log"))
+    run_logged("proxyless_tf.search", flags + [f"--output_dir={folder}"],
+               os.path.join(out, "supernet.log"), cwd=REPO)
     return folder
 
 
@@ -187,49 +173,11 @@ def inherited_accuracies(args, space, folder, archs):
         if sorted(kept["accuracies"]) == names and \
                 kept.get("settings") == evaluation_settings(args):
             return kept["accuracies"], kept["test_images"]
-    result, test_images = evaluate_inherited(args, space, folder, archs)
+    result, test_images = supernet_eval.evaluate_inherited(args, space, folder, archs)
     from proxyless_tf import io_utils
     io_utils.write_json(saved, {"accuracies": result, "test_images": test_images,
                                 "settings": evaluation_settings(args)})
     return result, test_images
-
-
-def restore_supernet(space, folder):
-    """The supernet of `space` with the weights of search directory `folder`'s last checkpoint."""
-    import tensorflow as tf
-    from proxyless_tf.supernet import Supernet
-    net = Supernet(space)
-    latest = tf.train.latest_checkpoint(os.path.join(folder, "checkpoints"))
-    tf.train.Checkpoint(supernet=net).restore(latest).expect_partial()
-    return net
-
-
-def evaluation_data(args):
-    """(calibration, splits): the batches batch norm is re-estimated on, the same for every
-    network and every rerun, so that networks differ by their weights only, not by which
-    images their statistics saw; and the data's splits. The batches are held-out training
-    images (the validation split: not augmented, so seeding makes them repeatable, which the
-    training split's parallel random crops are not), shuffled with args.calibration_seed,
-    cached. The split holds max_train_examples // 5 images (2,000 for the full benchmark):
-    20 batches of 128 see some of them twice."""
-    from proxyless_tf import data, reproducible
-    seed = getattr(args, "calibration_seed", 0)
-    reproducible.seed_everything(seed)  # before loading: the shuffle's seed
-    splits = data.load("cifar10", 32, args.batch_size, args.data_dir, False, 0.1, seed,
-                       args.max_train_examples)
-    return splits.valid.take(args.recalibration_batches).cache(), splits
-
-
-def evaluate_inherited(args, space, folder, archs, net=None):
-    """Test accuracy of every arch with the supernet's weights, batch norm re-estimated."""
-    from proxyless_tf import derived
-    calibration, splits = evaluation_data(args)
-    net = net or restore_supernet(space, folder)
-    result = {}
-    for arch, _ in archs:
-        model = derived.derived_network(net, calibration, arch, args.recalibration_batches)
-        result[arch.name] = derived.accuracy(model, splits.test)
-    return result, splits.test_size
 
 
 def standalone_accuracy(args, out, arch):
@@ -241,20 +189,12 @@ def standalone_accuracy(args, out, arch):
     train_dir = os.path.join(folder, "train")
     results = os.path.join(train_dir, "results.json")
     if not os.path.exists(results):
-        run("proxyless_tf.train", common_flags(args) + [
+        run_logged("proxyless_tf.train", common_flags(args) + [
             f"--arch={arch_path}", f"--train_epochs={args.train_epochs}",
             f"--train_warmup_epochs={args.train_warmup_epochs}", f"--train_lr={args.train_lr}",
-            f"--train_output_dir={train_dir}"], os.path.join(folder, "train.log"))
+            f"--train_output_dir={train_dir}"], os.path.join(folder, "train.log"), cwd=REPO)
     with open(results) as f:
         return float(json.load(f)["test_accuracy"])
-
-
-def correlations(x, y):
-    from scipy import stats
-    tau, tau_p = stats.kendalltau(x, y)
-    rho, rho_p = stats.spearmanr(x, y)
-    return {"kendall_tau": float(tau), "kendall_p": float(tau_p),
-            "spearman_rho": float(rho), "spearman_p": float(rho_p)}
 
 
 # What each accuracy follows: Spearman's rho of both accuracies with simple counts of the ops,
@@ -264,22 +204,19 @@ TRAITS = {"depth (blocks not skipped)": lambda ops: sum(op != "zero" for op in o
 
 
 def traits(rows):
-    from scipy import stats
     result = {}
     for name, count in TRAITS.items():
         counts = [count(r["ops"]) for r in rows]
         if len(set(counts)) < 2:  # every network alike: nothing to correlate
             continue
-        result[name] = {which: round(float(stats.spearmanr(counts, [r[key] for r in rows])[0]), 3)
+        result[name] = {which: rounded(spearman(counts, [r[key] for r in rows])[0], 3)
                         for which, key in (("supernet", "supernet_acc"),
                                            ("alone", "standalone_acc"))}
     return result
 
 
 def scatter_png(rows, summary, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     xs = [100 * r["supernet_acc"] for r in rows]
     ys = [100 * r["standalone_acc"] for r in rows]
@@ -292,10 +229,7 @@ def scatter_png(rows, summary, path):
     ax.set_title(f"Kendall tau {summary['kendall_tau']:.2f}, Spearman rho "
                  f"{summary['spearman_rho']:.2f} ({len(rows)} networks)")
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_png(fig, path)
 
 
 def markdown(rows, summary, args):
@@ -308,17 +242,17 @@ def markdown(rows, summary, args):
              f"Spearman rho {summary['spearman_rho']:.3f} (p {summary['spearman_p']:.3g})", "",
              "Spearman's rho of each accuracy with a count of the ops:", ""]
     for name, rho in summary["traits"].items():
-        lines.append(f"- {name}: supernet {rho['supernet']:+.2f}, alone {rho['alone']:+.2f}")
-    lines += ["", "| network | ops | predicted ms | supernet acc % | alone acc % |",
-              "|---|---|---|---|---|"]
+        lines.append(f"- {name}: supernet {signed(rho['supernet'])}, alone "
+                     f"{signed(rho['alone'])}")
+    lines += [""] + md_table(["network", "ops", "predicted ms", "supernet acc %", "alone acc %"])
     for r in rows:
-        lines.append(f"| {r['name']} | `{' '.join(r['ops'])}` | {r['predicted_ms']:.3f} | "
-                     f"{100 * r['supernet_acc']:.2f} | {100 * r['standalone_acc']:.2f} |")
+        lines.append(md_row([r["name"], f"`{' '.join(r['ops'])}`", f"{r['predicted_ms']:.3f}",
+                             f"{100 * r['supernet_acc']:.2f}", f"{100 * r['standalone_acc']:.2f}"]))
     return "\n".join(lines) + "\n"
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     started = time.time()
     out = os.path.abspath(args.output_dir)
     os.makedirs(out, exist_ok=True)
@@ -353,4 +287,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main_of(main)()

@@ -1,6 +1,6 @@
 """How a latency table's parts moved between two machines, group by group (issue 15).
 
-    python benchmarks/table_drift.py proxyless_tf/tables/mobile_32.json runs/latency/here.json
+    python -m benchmarks.table_drift proxyless_tf/tables/mobile_32.json runs/latency/here.json
 
 compares the entries both tables have, in the groups the check's refit scales separately
 (`Part.group`: the blocks with an expansion by depthwise kernel, `k3`, `k5`, `k7`; the rest
@@ -15,13 +15,10 @@ import argparse
 import json
 import os
 import re
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from proxyless_tf.latency.table import LatencyTable  # noqa: E402
+from proxyless_tf.latency.table import LatencyTable
 
 BLOCK = re.compile(r"expand:(\d+)-kernel:(\d+)")
 
@@ -64,7 +61,8 @@ def main():
     print(f"{'group':22s} {'n':>4s} {'median':>7s} {'range':>13s} {'sum 1st':>8s} {'sum 2nd':>8s}")
     for group, r in rows.items():
         print(f"{group:22s} {r['n']:4d} {r['median_ratio']:7.3f} "
-              f"{r['min_ratio']:6.3f}-{r['max_ratio']:<6.3f} {r['first_ms']:8.3f} {r['second_ms']:8.3f}")
+              f"{r['min_ratio']:6.3f}-{r['max_ratio']:<6.3f} {r['first_ms']:8.3f} "
+              f"{r['second_ms']:8.3f}")
     print(json.dumps({"first": args.first, "second": args.second, "groups": rows}))
 
 

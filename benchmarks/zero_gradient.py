@@ -21,21 +21,22 @@ respect to each alpha_zero whose pair holds `zero`: how often the sampled pairs'
 the target and how often the latency term lowers alpha_zero. The two-sided `abs` loss lowers it
 whenever the pairs are faster than the target.
 
-    python benchmarks/zero_gradient.py --search_dir=runs/cq_skip50/search_seed0
-    python benchmarks/zero_gradient.py --search_dir=runs/cq_skip50/search_seed0 --batches=0  # latency only
+    python -m benchmarks.zero_gradient --search_dir=runs/cq_skip50/search_seed0
+    python -m benchmarks.zero_gradient --search_dir=runs/cq_skip50/search_seed0 --batches=0
+
+(the second: the latency term alone).
 """
 
 import argparse
 import json
 import os
-import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-TFDS_DIR = os.path.join(os.path.dirname(REPO), "shared", "datasets", "tfds")
+from benchmarks import TFDS_DIR
+from benchmarks.commands import main_of
+from benchmarks.supernet_eval import restore_supernet
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--search_dir", required=True,
                         help="a search's output directory (its checkpoints/ are read)")
@@ -48,7 +49,7 @@ def parse_args():
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--max_train_examples", type=int, default=5000)
     parser.add_argument("--data_dir", default=TFDS_DIR)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not os.path.isdir(os.path.join(args.search_dir, "checkpoints")):
         parser.error(f"--search_dir={args.search_dir}: no checkpoints/ there")
     return args
@@ -165,18 +166,14 @@ def accuracy_term(net, args):
     return summary["overall"]
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     from proxyless_tf import quiet
     quiet.start_tensorflow()
-    import tensorflow as tf
     from proxyless_tf.search_space import small_input_space
-    from proxyless_tf.supernet import Supernet
     space = small_input_space(width_multiplier=args.width_multiplier,
                               depths=tuple(int(d) for d in args.depths.split(",")))
-    net = Supernet(space)
-    latest = tf.train.latest_checkpoint(os.path.join(args.search_dir, "checkpoints"))
-    tf.train.Checkpoint(supernet=net).restore(latest).expect_partial()
+    net = restore_supernet(space, args.search_dir)
     if args.batches:
         print(json.dumps({"search_dir": args.search_dir, "batches": args.batches,
                           **accuracy_term(net, args)}), flush=True)
@@ -186,4 +183,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main_of(main)()

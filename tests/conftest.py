@@ -13,7 +13,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
 TFDS_DIR = os.path.join(SHARED, "datasets", "tfds")
 REFERENCE_DIR = os.path.join(SHARED, "reference", "proxylessnas")
-sys.path.insert(0, REPO)
 
 
 def pytest_configure(config):
@@ -59,16 +58,6 @@ def assert_usage_error(result, *words):
     assert len(errors) == 1, result.stderr[-2000:]
     for word in words:
         assert word in errors[0], errors[0]
-
-
-def load_benchmark(name):
-    """benchmarks/NAME.py as a module (the benchmarks are scripts, not a package)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "benchmarks",
-                                                                     f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def tiny_space(**overrides):

@@ -1,13 +1,11 @@
-"""benchmarks/inherited_accuracy.py: which networks it evaluates (no supernet, no data)."""
+"""benchmarks.inherited_accuracy: which networks it evaluates (no supernet, no data)."""
 
 import argparse
 import json
 import os
 
-from conftest import load_benchmark, tiny_space
-
-
-bench = load_benchmark("inherited_accuracy")
+from benchmarks import inherited_accuracy as bench
+from conftest import tiny_space
 
 
 def write_results(folder, rows):

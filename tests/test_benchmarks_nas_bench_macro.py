@@ -1,4 +1,4 @@
-"""benchmarks/nas_bench_macro.py: its quick mode runs the whole code path from a plain shell,
+"""benchmarks.nas_bench_macro: its quick mode runs the whole code path from a plain shell,
 resumes instead of training again, and judges networks by the benchmark's figures."""
 
 import json
@@ -8,9 +8,8 @@ import sys
 
 import pytest
 
-from conftest import REPO, load_benchmark
-
-bench = load_benchmark("nas_bench_macro")
+from benchmarks import nas_bench_macro as bench
+from conftest import REPO
 
 
 def test_the_ranking_sample_is_seeded_distinct_and_spread_over_latency():
@@ -48,7 +47,7 @@ def test_goals_read_the_figures():
 
 def test_quick_mode_runs_from_a_plain_shell_and_resumes(tmp_path):
     out = tmp_path / "nbm"
-    command = [sys.executable, "benchmarks/nas_bench_macro.py", "--quick",
+    command = [sys.executable, "-m", "benchmarks.nas_bench_macro", "--quick",
                f"--output_dir={out}"]
     first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]

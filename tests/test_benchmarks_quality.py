@@ -1,4 +1,4 @@
-"""benchmarks/cifar10_quality.py: the pieces that decide what is compared, on tiny spaces and a
+"""benchmarks.cifar10_quality: the pieces that decide what is compared, on tiny spaces and a
 synthetic latency table (no training, no timing): the rejection sampler of the random networks,
 the MAC count, and the bookkeeping of several searches (each against the best random network)
 on made-up results."""
@@ -7,28 +7,30 @@ import json
 
 import pytest
 
-from conftest import load_benchmark, synthetic_table, tiny_space
+from benchmarks import cifar10_quality  # noqa: F401  (the runner: its imports resolve)
+from benchmarks import cifar10_quality_report as report
+from benchmarks import cifar10_quality_settings as settings
+from benchmarks import cifar10_quality_steps as cq_steps
+from benchmarks import progress, stats
+from conftest import synthetic_table, tiny_space
 from proxyless_tf import architecture, blocks, latency
 from proxyless_tf.errors import UsageError
-
-
-bench = load_benchmark("cifar10_quality")
 
 
 def test_random_networks_are_distinct_and_within_the_window_of_the_target():
     space = tiny_space(depths=(3, 3))  # 5 searchable blocks: enough distinct networks
     table = synthetic_table(space, overhead_ms=0.001)
     target = table.predict(architecture.resolve("all:k3e3", space))
-    archs = bench.sample_near_target(space, table, target, 6, tolerance=0.05, seed=3)
+    archs = cq_steps.sample_near_target(space, table, target, 6, tolerance=0.05, seed=3)
     assert len(archs) == 6
-    assert len({tuple(bench.searchable_ops(a)) for a in archs}) == 6
+    assert len({tuple(cq_steps.searchable_ops(a)) for a in archs}) == 6
     for i, arch in enumerate(archs):
         assert abs(table.predict(arch) / target - 1) <= 0.05
         assert arch.name == f"random{i + 1}"
     # seeded, and a larger count extends a smaller one (a resumed run keeps its networks)
-    again = bench.sample_near_target(space, table, target, 8, tolerance=0.05, seed=3)
+    again = cq_steps.sample_near_target(space, table, target, 8, tolerance=0.05, seed=3)
     assert [a.ops for a in again[:6]] == [a.ops for a in archs]
-    other = bench.sample_near_target(space, table, target, 6, tolerance=0.05, seed=4)
+    other = cq_steps.sample_near_target(space, table, target, 6, tolerance=0.05, seed=4)
     assert [a.ops for a in other] != [a.ops for a in archs]
 
 
@@ -37,7 +39,7 @@ def test_an_unreachable_target_is_a_usage_error():
     table = synthetic_table(space, overhead_ms=0.001)
     fastest, _ = latency.LatencyObjective(table, space, 1.0, "abs").range_ms()
     with pytest.raises(UsageError, match="choose another target"):
-        bench.sample_near_target(space, table, fastest / 3, 1, max_tries=500)
+        cq_steps.sample_near_target(space, table, fastest / 3, 1, max_tries=500)
 
 
 def test_macs_of_a_small_network_by_hand():
@@ -58,7 +60,7 @@ def test_macs_of_a_small_network_by_hand():
 
 
 def test_short_ops():
-    assert bench.short_ops(["k3e6", "zero", "k7e3"]) == "36 -- 73"
+    assert report.short_ops(["k3e6", "zero", "k7e3"]) == "36 -- 73"
 
 
 def fake_row(name, kind, acc, measured_ms=0.44, search_seed=None, supernet=None, derived=None):
@@ -83,7 +85,7 @@ def fake_rows():
 
 
 def test_summary_says_for_each_search_whether_it_beats_the_best_random_network():
-    result = bench.summary(fake_rows(), 0.44, 12.34, quick=True)
+    result = report.summary(fake_rows(), 0.44, 12.34, quick=True)
     searched = result["searched"]
     assert [s["search_seed"] for s in searched] == [0, 1, 2]
     assert [s["name"] for s in searched] == ["searched_s0", "searched_s1", "searched_s2"]
@@ -103,7 +105,7 @@ def test_summary_says_for_each_search_whether_it_beats_the_best_random_network()
 
 def test_markdown_has_a_line_per_search_against_the_best_random_network():
     rows = fake_rows()
-    text = bench.markdown(rows, bench.summary(rows, 0.44, 1.0), 0.44, "Target T = 0.440 ms")
+    text = report.markdown(rows, report.summary(rows, 0.44, 1.0), 0.44, "Target T = 0.440 ms")
     assert text.startswith("Target T = 0.440 ms\n")
     assert "best random network (random2, 48.00%)" in text
     search_lines = [line for line in text.splitlines()
@@ -130,7 +132,7 @@ def test_the_summary_says_whether_the_seeds_tell_the_networks_apart():
     # seed noise of +-1 point around equal networks: nothing to tell apart
     level = {name: [0.48 + 0.01 * (-1) ** i, 0.48 - 0.01 * (-1) ** i]
              for i, name in enumerate(names)}
-    level_result = bench.summary(with_seeds(fake_rows(), level), 0.44, 1.0)["told_apart"]
+    level_result = report.summary(with_seeds(fake_rows(), level), 0.44, 1.0)["told_apart"]
     assert level_result["anova_p"] > 0.9 and level_result["networks"] == 7
     assert level_result["seed_sd"] == pytest.approx(0.01 * 2 ** 0.5, abs=1e-4)
     assert level_result["means_sd"] == 0.0 and level_result["networks_sd"] == 0.0
@@ -140,7 +142,7 @@ def test_the_summary_says_whether_the_seeds_tell_the_networks_apart():
     # the same noise, searched_s0 ten points better: told apart (one network five points
     # better is not, at two seeds: p 0.06)
     apart = dict(level, searched_s0=[0.58 + 0.01, 0.58 - 0.01])
-    apart_result = bench.summary(with_seeds(fake_rows(), apart), 0.44, 1.0)["told_apart"]
+    apart_result = report.summary(with_seeds(fake_rows(), apart), 0.44, 1.0)["told_apart"]
     assert apart_result["anova_p"] < 0.01
     # the seed noise (sd 0.014) explains 0.01 of the means' spread, the network most of it
     assert apart_result["networks_sd"] == pytest.approx(
@@ -151,16 +153,16 @@ def test_the_summary_says_whether_the_seeds_tell_the_networks_apart():
     # harmonic mean of the seed counts (32/13), not their arithmetic mean (3.5): 0.0240, not 0.0255
     uneven = [{"kind": "random", "test_accuracy": accs} for accs in (
         [0.45, 0.49], [0.49, 0.53], [0.52, 0.56], [0.50, 0.51] * 4)]
-    assert bench.told_apart(uneven)["networks_sd"] == pytest.approx(0.0240, abs=2e-4)
+    assert stats.told_apart(uneven)["networks_sd"] == pytest.approx(0.0240, abs=2e-4)
     # four networks pin their spread down poorly: the 95% interval reaches far above it (0.149)
-    assert bench.told_apart(uneven)["networks_sd_upper95"] > 0.05
-    text = bench.markdown(fake_rows(), bench.summary(with_seeds(fake_rows(), apart), 0.44, 1.0),
+    assert stats.told_apart(uneven)["networks_sd_upper95"] > 0.05
+    text = report.markdown(fake_rows(), report.summary(with_seeds(fake_rows(), apart), 0.44, 1.0),
                           0.44, "T")
     assert "Are the networks told apart at this scale? One-way ANOVA over the 7 networks" in text
     # one seed per network: no test
-    assert bench.summary(fake_rows(), 0.44, 1.0)["told_apart"] is None
-    assert "told apart at this scale" not in bench.markdown(
-        fake_rows(), bench.summary(fake_rows(), 0.44, 1.0), 0.44, "T")
+    assert report.summary(fake_rows(), 0.44, 1.0)["told_apart"] is None
+    assert "told apart at this scale" not in report.markdown(
+        fake_rows(), report.summary(fake_rows(), 0.44, 1.0), 0.44, "T")
 
 
 def test_the_summary_says_what_the_accuracies_follow():
@@ -169,19 +171,19 @@ def test_the_summary_says_what_the_accuracies_follow():
         row["ops"] = ["k3e6"] * k + ["k3e3"] * (6 - k) + ["zero"] * (k % 2)
         row["acc_mean"] = 0.40 + 0.01 * k
         row["params"] = 1000 * (7 - k)
-    follows = bench.summary(rows, 0.44, 1.0)["accuracy_follows"]
+    follows = report.summary(rows, 0.44, 1.0)["accuracy_follows"]
     assert follows["expand6_blocks"]["rho"] == 1.0 and follows["expand6_blocks"]["p"] < 1e-3
     assert follows["params"]["rho"] == -1.0
     assert abs(follows["skipped_blocks"]["rho"]) < 0.5
-    text = bench.markdown(rows, bench.summary(rows, 0.44, 1.0), 0.44, "T")
+    text = report.markdown(rows, report.summary(rows, 0.44, 1.0), 0.44, "T")
     assert "accuracy follows over these networks (Spearman's rho, p): expand6 blocks +1.00" in text
     # a trait every network shares orders nothing
-    assert bench.summary(fake_rows(), 0.44, 1.0)["accuracy_follows"]["expand6_blocks"] == \
+    assert report.summary(fake_rows(), 0.44, 1.0)["accuracy_follows"]["expand6_blocks"] == \
         {"rho": None, "p": None}
 
 
 def test_steps_bar_counts_the_estimated_seconds_of_the_planned_steps(capsys):
-    steps = bench.Steps()
+    steps = progress.Steps()
     steps.add("search 0", 100.4)
     steps.add("train baseline seed 0", 20)
     assert steps.total_s() == 120
@@ -198,16 +200,16 @@ def test_steps_bar_counts_the_estimated_seconds_of_the_planned_steps(capsys):
 def test_the_recipe_names_a_flag_added_late_only_away_from_its_default():
     """recipe.cfg must match for a rerun to continue: a directory written before
     --seed_candidate existed (no such line) still resumes at the default."""
-    flag = bench.FLAGS["seed_candidate"]
-    assert "seed_candidate" not in bench.recipe_text()
+    flag = settings.FLAGS["seed_candidate"]
+    assert "seed_candidate" not in settings.recipe_text()
     flag.value = "widest"
     try:
-        assert "--seed_candidate=widest\n" in bench.recipe_text()
+        assert "--seed_candidate=widest\n" in settings.recipe_text()
     finally:
         flag.value = flag.default
 
 
 def test_a_rerun_adds_its_time_to_the_earlier_runs_rather_than_replacing_it(tmp_path):
-    assert bench.earlier_wall_s(str(tmp_path)) == 0.0  # the first run
+    assert report.earlier_wall_s(str(tmp_path)) == 0.0  # the first run
     (tmp_path / "results.json").write_text(json.dumps({"summary": {"wall_s": 4075.3}}))
-    assert bench.earlier_wall_s(str(tmp_path)) == 4075.3
+    assert report.earlier_wall_s(str(tmp_path)) == 4075.3

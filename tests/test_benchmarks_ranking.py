@@ -1,12 +1,13 @@
-"""benchmarks/supernet_ranking.py: a finished supernet is reused only for the same recipe."""
+"""benchmarks.supernet_ranking: a finished supernet is reused only for the same recipe, and
+benchmarks.supernet_eval re-estimates batch norm on the same images for every network."""
 
+import argparse
 import os
 
 import pytest
 
-from conftest import load_benchmark
-
-bench = load_benchmark("supernet_ranking")
+from benchmarks import supernet_eval
+from benchmarks import supernet_ranking as bench
 
 
 def finished_supernet(out, flags_txt):
@@ -39,7 +40,7 @@ def test_a_flag_an_older_run_lacks_counts_as_what_the_library_did_before_it(tmp_
 
 
 def test_a_supernet_of_another_seed_candidate_is_refused_not_reused(tmp_path):
-    args = bench.argparse.Namespace(**bench.FULL, data_dir="/data")
+    args = argparse.Namespace(**bench.FULL, data_dir="/data")
     folder = finished_supernet(str(tmp_path), "\n".join(bench.supernet_flags(args)) + "\n")
     assert bench.train_supernet(args, str(tmp_path)) == folder  # the same recipe: reused
     args.seed_candidate = "widest"
@@ -49,50 +50,49 @@ def test_a_supernet_of_another_seed_candidate_is_refused_not_reused(tmp_path):
     assert folder in str(info.value)
 
 
-
 def test_every_network_and_every_rerun_recalibrates_on_the_same_images():
     """Unseeded, two evaluations of one supernet gave rank correlations of -0.22 and +0.22."""
     import numpy as np
     from conftest import TFDS_DIR, require_shared
     require_shared(os.path.join(TFDS_DIR, "cifar10"))
-    args = bench.argparse.Namespace(batch_size=16, data_dir=TFDS_DIR, max_train_examples=256,
+    args = argparse.Namespace(batch_size=16, data_dir=TFDS_DIR, max_train_examples=256,
                                     recalibration_batches=3)
     # read as derived.recalibrate_batchnorm reads them: dataset.take(batches)
     images = lambda data: np.concatenate([x.numpy() for x, _ in data.take(3)])  # noqa: E731
-    calibration, splits = bench.evaluation_data(args)
+    calibration, splits = supernet_eval.evaluation_data(args)
     first = images(calibration)
     assert first.shape[0] == 3 * 16
     assert np.array_equal(images(calibration), first)  # the next network
-    again, _ = bench.evaluation_data(args)
+    again, _ = supernet_eval.evaluation_data(args)
     assert np.array_equal(images(again), first)  # a rerun
     assert not np.array_equal(images(splits.valid), first)  # it reshuffles: cached
     args.calibration_seed = 1
-    assert not np.array_equal(images(bench.evaluation_data(args)[0]), first)
+    assert not np.array_equal(images(supernet_eval.evaluation_data(args)[0]), first)
 
 
 def test_evaluate_inherited_recalibrates_on_the_evaluation_batches(monkeypatch):
     from proxyless_tf import derived
     seen = []
-    monkeypatch.setattr(bench, "evaluation_data", lambda args: ("BATCHES", SPLITS))
+    monkeypatch.setattr(supernet_eval, "evaluation_data", lambda args: ("BATCHES", SPLITS))
     monkeypatch.setattr(derived, "derived_network",
                         lambda net, data, arch, batches: seen.append(data) or arch)
     monkeypatch.setattr(derived, "accuracy", lambda model, data: 0.5)
-    args = bench.argparse.Namespace(recalibration_batches=2)
-    archs = [(bench.argparse.Namespace(name=n), None) for n in ("a", "b")]
-    assert bench.evaluate_inherited(args, None, None, archs, net="NET") == (
+    args = argparse.Namespace(recalibration_batches=2)
+    archs = [(argparse.Namespace(name=n), None) for n in ("a", "b")]
+    assert supernet_eval.evaluate_inherited(args, None, None, archs, net="NET") == (
         {"a": 0.5, "b": 0.5}, 64)
     assert seen == ["BATCHES", "BATCHES"]
 
 
-SPLITS = bench.argparse.Namespace(test="TEST", test_size=64)
+SPLITS = argparse.Namespace(test="TEST", test_size=64)
 
 
 def test_inherited_scores_of_other_evaluation_settings_are_not_reused(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(bench, "evaluate_inherited",
+    monkeypatch.setattr(supernet_eval, "evaluate_inherited",
                         lambda args, space, folder, archs: calls.append(1) or ({"a": 0.4}, 64))
-    args = bench.argparse.Namespace(**bench.FULL)
-    archs = [(bench.argparse.Namespace(name="a"), None)]
+    args = argparse.Namespace(**bench.FULL)
+    archs = [(argparse.Namespace(name="a"), None)]
     bench.inherited_accuracies(args, None, str(tmp_path), archs)
     bench.inherited_accuracies(args, None, str(tmp_path), archs)
     assert len(calls) == 1  # the same settings: kept

@@ -1,6 +1,7 @@
 """The project's import graph, read from the source with `ast` (nothing is imported, so no
-TensorFlow): no import cycles among the modules of proxyless_tf/ and export/, and no module
-longer than MAX_LINES.
+TensorFlow): no import cycles among the modules of proxyless_tf/, export/ and benchmarks/, and no
+module longer than MAX_LINES. The benchmarks are a package run from the repository root
+(`python -m benchmarks.NAME`): none of them edits sys.path to find the others.
 
 Every import statement counts, wherever it is: at module level, inside a function, under
 `if __name__ == "__main__":` or `try:`. A lazy import is still a dependency, and a cycle hidden
@@ -20,7 +21,7 @@ import ast
 import os
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("proxyless_tf", "export")
+PACKAGES = ("proxyless_tf", "export", "benchmarks")
 MAX_LINES = 450
 
 
@@ -154,12 +155,35 @@ def line_counts(modules):
     return counts
 
 
+def sys_path_edits(path):
+    """The lines of `path` that change sys.path: sys.path.insert/append/extend, or an
+    assignment to sys.path or to a slice of it; sorted line numbers."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), filename=path)
+
+    def is_sys_path(node):
+        return isinstance(node, ast.Attribute) and node.attr == "path" and \
+            isinstance(node.value, ast.Name) and node.value.id == "sys"
+
+    lines = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                node.func.attr in ("insert", "append", "extend") and is_sys_path(node.func.value):
+            lines.add(node.lineno)
+        elif isinstance(node, (ast.Assign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(is_sys_path(t) or isinstance(t, ast.Subscript) and is_sys_path(t.value)
+                   for t in targets):
+                lines.add(node.lineno)
+    return sorted(lines)
+
+
 # --- the checks -------------------------------------------------------------------------------
 
 
 def test_no_import_cycles():
     modules = project_modules()
-    assert "proxyless_tf.train" in modules and "export" in modules  # the walk found the code
+    assert {"proxyless_tf.train", "export", "benchmarks.cifar10_quality"} <= set(modules)
     graph = import_graph(modules)
     cycles = find_cycles(graph)
     assert not cycles, "import cycles (lazy imports count):\n" + "\n".join(
@@ -188,6 +212,16 @@ def test_no_module_too_long():
     assert not long, f"modules over {MAX_LINES} lines (split them by concern):\n" + "\n".join(
         f"  {os.path.relpath(modules[m], REPO)}: {n} lines"
         for m, n in sorted(long.items(), key=lambda item: -item[1]))
+
+
+def test_benchmarks_find_each_other_as_a_package():
+    modules = project_modules(packages=("benchmarks",))
+    assert "benchmarks" in modules  # benchmarks/__init__.py: `python -m benchmarks.NAME`
+    edits = {m: sys_path_edits(path) for m, path in modules.items()}
+    edits = {m: lines for m, lines in edits.items() if lines}
+    assert not edits, "sys.path edited (run the benchmarks from the repository root):\n" + \
+        "\n".join(f"  {os.path.relpath(modules[m], REPO)}: line(s) {', '.join(map(str, lines))}"
+                  for m, lines in sorted(edits.items()))
 
 
 # --- the checker itself, on small made-up packages ---------------------------------------------
@@ -235,3 +269,9 @@ def test_checker_passes_a_layered_package(tmp_path):
     graph = import_graph(project_modules(str(tmp_path), ("pkg",)))
     assert graph["pkg.low"] == []
     assert find_cycles(graph) == []
+
+
+def test_checker_finds_sys_path_edits(tmp_path):
+    _write(tmp_path, {"m.py": "import sys\nsys.path.insert(0, 'x')\nsys.path += ['y']\n"
+                              "sys.path[:0] = ['z']\nprint(sys.path)\nsys.path.append('w')\n"})
+    assert sys_path_edits(str(tmp_path / "m.py")) == [2, 3, 4, 6]
