@@ -106,7 +106,7 @@ def _ratio_target():
     if "target_ratio" not in options.FLAGS:
         return None, None
     from proxyless_tf.latency.parts import resolve_arch
-    from proxyless_tf.latency.target import target_flags
+    from proxyless_tf.flag_configs import target_flags
     ratio = target_flags()[1]
     if ratio is None:
         return None, None

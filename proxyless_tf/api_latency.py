@@ -59,31 +59,35 @@ def latency_objective(space: search_space.SearchSpace, table: Table, *,
     reference as measured here. Measurements are cached in `cache_dir` (default
     ~/.cache/proxyless_tf/latency); a later check re-times the reference and what has drifted.
     Turn it off for a table measured on the target device."""
-    from proxyless_tf import latency
+    from proxyless_tf.latency import machine
+    from proxyless_tf.latency.config import LatencyConfig
+    from proxyless_tf.latency.objective import objective_of
     from proxyless_tf.latency.parts import resolve_arch
-    from proxyless_tf.latency.target import check_target_values, target_from_flags
+    from proxyless_tf.latency.target import check_target_values, resolve_target
     if (target_ms is None) == (target_ratio is None):
         raise UsageError("a latency table needs one target: target_ms=MS or target_ratio=R "
                          "(R times target_reference's latency), not " +
                          ("both" if target_ms is not None else "neither"))
     check_target_values(target_ms, target_ratio)  # before any timing
+    config = LatencyConfig(
+        target_ms=target_ms, target_ratio=target_ratio, target_reference=target_reference,
+        loss=latency_loss, lam=latency_lambda, a=latency_a, b=latency_b, beta=latency_beta,
+        check=latency_check, check_networks=check_networks, rounds=rounds, recheck=recheck,
+        cache_dir=cache_dir)
     table = latency_table(table)
     reference_ms = None
-    if latency_check:
+    if config.check:
         reference = resolve_arch(target_reference, space, "target_reference") \
             if target_ratio is not None else None
-        from proxyless_tf.latency import cache as cache_lib, machine
-        meter = meter or latency.Meter()
+        meter = meter or config.meter()
         checked = machine.check_here(
-            table, space, meter, cache_lib.MachineCache(cache_lib.cache_root(cache_dir), space,
-                                                        meter),
-            reference, check_networks, rounds, recheck,
-            progress=verbose > 0, words=_CHECK_WORDS)
+            table, space, meter, machine.machine_cache(space, meter, config), reference,
+            config.check_networks, config.rounds, config.recheck, progress=verbose > 0,
+            words=_CHECK_WORDS)
         table, reference_ms = checked.table, checked.reference_ms
-    target = target_from_flags(table, space, target_ms, target_ratio, target_reference,
-                               reference_ms)
-    objective = latency.LatencyObjective(table, space, target, latency_loss, latency_lambda,
-                                         latency_a, latency_b, latency_beta)
+    target = resolve_target(table, space, target_ms, target_ratio, target_reference,
+                            reference_ms)
+    objective = objective_of(table, space, target, config)
     low, high = objective.range_ms()
     if verbose and not low <= target <= high:
         print(f"warning: latency target {target:.4g} ms is outside the space's range "

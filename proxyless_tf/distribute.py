@@ -13,6 +13,7 @@ read the chief's checkpoints to resume, so on several machines OUTPUT_DIR must b
 worker sees (a shared file system: outputs use Python's file I/O).
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -22,6 +23,16 @@ from proxyless_tf.errors import UsageError
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 SAMPLINGS = ("shared", "per_replica")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributeConfig:
+    """Which strategy runs a search or a training (defaults: the --strategy, --tpu and
+    --logical_cpus flags'); how a search samples paths under it is SearchConfig.path_sampling."""
+
+    strategy: str = "default"    # STRATEGIES
+    tpu: str = ""                # tpu: its name or grpc:// address ("" on a TPU VM)
+    logical_cpus: int = 0        # split the host CPU into this many devices first (0: none)
 
 
 def split_cpu(count):
@@ -72,12 +83,11 @@ def make_strategy(name, tpu="", logical_cpus=0):
     return tf.distribute.TPUStrategy(resolver)
 
 
-def strategy_from_flags():
-    from proxyless_tf import options
-    F = options.FLAGS
-    if F.logical_cpus < 0:
-        raise UsageError(f"--logical_cpus must not be negative, got {F.logical_cpus}")
-    return make_strategy(F.strategy, F.tpu, F.logical_cpus)
+def strategy_from_config(config):
+    """The strategy of a DistributeConfig."""
+    if config.logical_cpus < 0:
+        raise UsageError(f"--logical_cpus must not be negative, got {config.logical_cpus}")
+    return make_strategy(config.strategy, config.tpu, config.logical_cpus)
 
 
 def is_default(strategy):

@@ -1,7 +1,8 @@
 """Command-line flags shared by every command (search, train, latency, tune, export).
 
 They live in one module so that flagfiles compose: `flags/mobile.cfg` can set latency flags and
-still be passed to `train` or `tune`. Each command reads only the flags it needs.
+still be passed to `train` or `tune`. Each command reads only the flags it needs; the library
+never reads them: the commands hand it configs (`proxyless_tf/flag_configs.py`).
 """
 
 import sys
@@ -140,28 +141,39 @@ def check_positive(**values):
             raise UsageError(f"--{name} must be positive, got {value}")
 
 
-# === retraining and TFLite export (python -m proxyless_tf.train, python -m export) ============
-# Train-only flags start with `train_` where the search has a flag of the same name. --arch,
-# --output, --latency_table and --export_tflite may be wanted by other commands too: they are
-# defined here only if no earlier section did (a later section should use the same guard).
-
-
-def _define_if_absent(define, name, *args, **kwargs):
+# === flags several commands share ============================================================
+# --arch, --output, --quick, --latency_table and --export_tflite: each is defined here, once, and
+# only if the program has not defined it already (a script that defines its own --quick before
+# it imports this module keeps it).
+def _define_once(define, name, *args, **kwargs):
     if name not in FLAGS:
         define(name, *args, **kwargs)
 
 
-_define_if_absent(flags.DEFINE_string, "arch", None,
-                  "Architecture: an arch JSON file (a search's OUTPUT_DIR/arch.json), a reference "
-                  "name (mobilenet_v2, proxyless_mobile, proxyless_gpu, proxyless_cpu) or all:OP. "
-                  "train defaults to OUTPUT_DIR/arch.json.")
-_define_if_absent(flags.DEFINE_string, "latency_table", None,
-                  "Latency table (see the latency section below; 'auto': the one built on this "
-                  "machine); export reports its prediction next to the measured latency.")
-_define_if_absent(flags.DEFINE_bool, "export_tflite", False,
-                  "After training (train) or searching (search: the derived network with the "
-                  "supernet's weights), export to TFLite as `python -m export` would, with "
-                  "--quantize and --qat_epochs, next to the model / in --output_dir.")
+_define_once(flags.DEFINE_string, "arch", None,
+             "Architecture: an arch JSON file (a search's OUTPUT_DIR/arch.json), a reference "
+             "name (mobilenet_v2, proxyless_mobile, proxyless_gpu, proxyless_cpu) or all:OP "
+             "(every searchable block set to OP). train defaults to OUTPUT_DIR/arch.json.")
+_define_once(flags.DEFINE_string, "latency_table", None,
+             "Latency lookup table: JSON written by `latency build`, or the official "
+             "mobile_trim.yaml. Relative paths are tried from the working directory, then "
+             "from the repository root. 'auto': the table built on this machine for the "
+             "space (measured on first use, then cached). Enables the latency-aware search; "
+             "export reports its prediction next to the measured latency.")
+flags.DEFINE_alias("table", "latency_table")
+_define_once(flags.DEFINE_string, "output", None,
+             "Output file. latency build: the table; export: the .tflite file to write "
+             "(default: next to --model, or runs/export/NAME.KIND.tflite), its report next to "
+             "it.")
+_define_once(flags.DEFINE_bool, "quick", False, "A short run of the command (minutes).")
+_define_once(flags.DEFINE_bool, "export_tflite", False,
+             "After training (train) or searching (search: the derived network with the "
+             "supernet's weights), export to TFLite as `python -m export` would, with "
+             "--quantize and --qat_epochs, next to the model / in --output_dir.")
+
+
+# === retraining and TFLite export (python -m proxyless_tf.train, python -m export) ============
+# Train-only flags start with `train_` where the search has a flag of the same name.
 
 # train
 flags.DEFINE_string("train_output_dir", None,
@@ -175,9 +187,6 @@ flags.DEFINE_float("train_lr", 0.05,
 
 # export
 flags.DEFINE_string("model", None, "A trained Keras model (DIR/model.keras from train).")
-_define_if_absent(flags.DEFINE_string, "output", None,
-                  "export: the .tflite file to write (default: next to --model, or "
-                  "runs/export/NAME.KIND.tflite); its report goes next to it.")
 flags.DEFINE_string("quantize", "none",
                     "none (float32), float16, dynamic (dynamic-range int8 weights) or int8 (full "
                     "integer, calibrated on the training pipeline's held-out images).")
@@ -200,24 +209,8 @@ flags.DEFINE_integer("export_latency_warmup", None,
 
 
 # --- latency (hardware-aware search; proxyless_tf.latency, proxyless_tf.reinforce) -------------
-# Flags that several commands share (--arch, --output, --quick, --latency_table) are defined
-# only if no other section has defined them already, so that every section can name them.
-def _define_once(define, name, *args, **kwargs):
-    if name not in FLAGS:
-        define(name, *args, **kwargs)
-
-
-_define_once(flags.DEFINE_string, "arch", None,
-             "Architecture: an arch JSON file, a reference name (mobilenet_v2, proxyless_mobile, "
-             "proxyless_gpu, proxyless_cpu) or all:OP (every searchable block set to OP).")
-_define_once(flags.DEFINE_string, "output", None, "Output file (latency build: the table).")
-_define_once(flags.DEFINE_bool, "quick", False, "A short run of the command (minutes).")
-_define_once(flags.DEFINE_string, "latency_table", None,
-             "Latency lookup table: JSON written by `latency build`, or the official "
-             "mobile_trim.yaml. Relative paths are tried from the working directory, then "
-             "from the repository root. 'auto': the table built on this machine for the "
-             "space (measured on first use, then cached). Enables the latency-aware search.")
-flags.DEFINE_alias("table", "latency_table")
+# --latency_table is among the shared flags above. proxyless_tf/flag_configs.py makes these flags
+# the library's LatencyConfig and ReinforceConfig (and --strategy etc. its DistributeConfig).
 flags.DEFINE_float("target_ms", None, "Latency target T in milliseconds.")
 flags.DEFINE_float("target_ratio", None,
                    "Latency target as a ratio of --target_reference's predicted latency on the "

@@ -13,6 +13,7 @@ LAT comes from the latency table, or (`--latency_source=measure`) from convertin
 network to TFLite and timing it, cached per architecture.
 """
 
+import dataclasses
 import json
 import math
 
@@ -20,10 +21,28 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from proxyless_tf import architecture, latency, options
+from proxyless_tf import architecture
 from proxyless_tf.errors import UsageError
+from proxyless_tf.latency.config import LatencyConfig
+from proxyless_tf.latency.meter import Meter
 
 REWARDS = ("mul", "abs")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReinforceConfig:
+    """The settings of the REINFORCE updater (defaults: the --reinforce_* and --arch_* flags').
+    Where a sampled network's latency comes from is LatencyConfig.source."""
+
+    samples: int = 10            # architectures sampled per update (M)
+    reward: str = "mul"          # REWARDS
+    w: float = -0.07             # exponent of the mul reward
+    beta: float = -0.5           # weight of the abs reward (negative: a penalty)
+    baseline_decay: float = 0.99
+    lr: float = 1e-3             # Adam on alpha
+    beta1: float = 0.0
+    beta2: float = 0.999
+    seed: int = 0                # the sampler's
 
 
 def reward(accuracy, latency_ms, target_ms=None, form="mul", w=-0.07, beta=-0.5):
@@ -84,7 +103,7 @@ class Reinforce:
             if self.target_ms is None:
                 raise UsageError("--latency_source=measure needs a target: --target_ms, or a "
                                  "--latency_table with --target_ratio")
-            self.meter = meter or latency.Meter()
+            self.meter = meter or Meter()
         elif objective is None and self.target_ms is not None:
             raise UsageError("a latency target with --latency_source=table needs --latency_table")
         else:
@@ -186,20 +205,21 @@ class Reinforce:
                 "reinforce_sampler": SamplerState(self.rng)}
 
 
-def from_flags(supernet, objective, optimizer=None, evaluate=None):
-    """The Reinforce updater the flags configure (`objective` from latency.objective_from_flags,
-    or None for an accuracy-only reward unless --latency_source=measure with --target_ms);
-    `evaluate` as in Reinforce (the search loop's global-batch accuracy under a strategy)."""
-    F = options.FLAGS
-    meter = latency.meter_from_flags() if F.latency_source == "measure" else None
+def from_config(supernet, objective, config=ReinforceConfig(), latency=LatencyConfig(),
+                optimizer=None, evaluate=None):
+    """The Reinforce updater of a ReinforceConfig (`objective` from latency.
+    objective_from_config, or None for an accuracy-only reward unless latency.source is
+    "measure" with a target_ms); latency.source and its meter say where a sampled network's
+    latency comes from. `evaluate` as in Reinforce (the search loop's global-batch accuracy
+    under a strategy)."""
+    meter = latency.meter() if latency.source == "measure" else None
     if meter is not None:
         meter.check_available()
-    target = objective.target_ms if objective is not None else F.target_ms
-    if objective is None and F.latency_source == "table":
+    target = objective.target_ms if objective is not None else latency.target_ms
+    if objective is None and latency.source == "table":
         target = None  # no table: accuracy-only reward (latency_ms reported as nan)
-    return Reinforce(supernet, objective, samples=F.reinforce_samples, reward=F.reinforce_reward,
-                     w=F.reinforce_w, beta=F.reinforce_beta,
-                     baseline_decay=F.reinforce_baseline_decay, lr=F.arch_lr,
-                     beta1=F.arch_beta1, beta2=F.arch_beta2, latency_source=F.latency_source,
-                     meter=meter, target_ms=target, seed=F.seed, optimizer=optimizer,
-                     evaluate=evaluate)
+    return Reinforce(supernet, objective, samples=config.samples, reward=config.reward,
+                     w=config.w, beta=config.beta, baseline_decay=config.baseline_decay,
+                     lr=config.lr, beta1=config.beta1, beta2=config.beta2,
+                     latency_source=latency.source, meter=meter, target_ms=target,
+                     seed=config.seed, optimizer=optimizer, evaluate=evaluate)

@@ -23,7 +23,7 @@ import os
 
 from absl import app, logging
 
-from proxyless_tf import api, data, io_utils, options, reproducible
+from proxyless_tf import api, data, flag_configs, io_utils, options, reproducible
 from proxyless_tf.errors import UsageError, exit_on_usage_error
 
 FLAGS = options.FLAGS
@@ -87,8 +87,10 @@ def build_search(output_dir, verbose=1, strategy=None, clock=None):
     make_reinforce = None
     if config.arch_algo == "reinforce":
         from proxyless_tf import reinforce as reinforce_lib
-        make_reinforce = lambda supernet, objective, evaluate: reinforce_lib.from_flags(  # noqa
-            supernet, objective, evaluate=evaluate)
+        settings = (flag_configs.reinforce_config_from_flags(),
+                    flag_configs.latency_config_from_flags())
+        make_reinforce = lambda supernet, objective, evaluate: reinforce_lib.from_config(  # noqa
+            supernet, objective, *settings, evaluate=evaluate)
     return api.make_search(space, splits, config, output_dir, objective,
                            arch_init_std=FLAGS.arch_init_std, reinforce=make_reinforce,
                            verbose=verbose, strategy=strategy)
@@ -106,14 +108,14 @@ def latency_objective(space, strategy=None):
     """The latency objective of the flags, its table checked against this machine first
     (--latency_check). With several workers the check is off: each would time differently and
     refit the table its own way, and the workers must agree on the objective."""
-    from proxyless_tf import distribute, latency
+    from proxyless_tf import distribute
     check = None
     if strategy is not None and distribute.num_workers(strategy) > 1 and FLAGS.latency_check \
             and FLAGS.latency_table:
         print("latency check: off with several workers (each would time differently); the "
               "table is used as it is", flush=True)
         check = False
-    return latency.objective_from_flags(space, check=check)
+    return flag_configs.objective_from_flags(space, check=check)
 
 
 def main(argv):
@@ -123,7 +125,7 @@ def main(argv):
     from proxyless_tf import distribute
     config_from_flags()  # bad flags fail before a multi-worker strategy waits for its peers
     check_searchable(options.space_from_flags())
-    strategy = distribute.strategy_from_flags()  # before any other TensorFlow work
+    strategy = flag_configs.strategy_from_flags()  # before any other TensorFlow work
     output_dir = FLAGS.output_dir
     export_settings = None
     if FLAGS.export_tflite:

@@ -10,9 +10,7 @@ from absl import app
 from proxyless_tf import architecture, blocks, options
 from proxyless_tf.errors import UsageError, exit_on_usage_error
 
-FLAGS = options.FLAGS
-if "arch" not in FLAGS:
-    options.flags.DEFINE_string("arch", None, "Arch JSON file, reference name, or all:OP.")
+FLAGS = options.FLAGS  # --arch and the space flags
 
 
 def describe(arch):

@@ -258,8 +258,8 @@ def main(argv):
     check_input_size(arch.input_size, f"--arch={spec}", FLAGS.dataset, FLAGS.data_dir)
     output_dir = FLAGS.train_output_dir or os.path.join(FLAGS.output_dir, "train")
     io_utils.ensure_writable_dir(output_dir, "--train_output_dir")
-    from proxyless_tf import distribute
-    strategy = distribute.strategy_from_flags()  # before the first TensorFlow op
+    from proxyless_tf import distribute, flag_configs
+    strategy = flag_configs.strategy_from_flags()  # before the first TensorFlow op
     distribute.check_global_batch(FLAGS.batch_size, strategy)
     chief = distribute.is_chief(strategy)
 

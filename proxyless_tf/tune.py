@@ -98,18 +98,20 @@ def latency_sources(space):
     With a table the oracle predicts it itself (and workers report the same number); with
     --latency_source=measure every worker times its trial's network."""
     from proxyless_tf import latency
+    from proxyless_tf.flag_configs import latency_config_from_flags
+    config = latency_config_from_flags()
     table = target = None
-    # Not latency.objective_from_flags: its LatencyObjective also checks --latency_loss, which
-    # tuning does not use.
-    if FLAGS.latency_table:
-        table = latency.LatencyTable.load(FLAGS.latency_table, stat=FLAGS.latency_stat)
+    # Not latency.objective_from_config: its LatencyObjective also checks --latency_loss,
+    # which tuning does not use.
+    if config.table:
+        table = latency.LatencyTable.load(config.table, stat=config.stat)
         table.space_costs(space)  # every candidate of every block must be in the table
-        target = latency.target_from_flags(table, space, *latency.target_flags(),
-                                           FLAGS.target_reference)
-    if FLAGS.latency_source == "measure":
-        meter = latency.meter_from_flags()
+        target = latency.resolve_target(table, space, config.target_ms, config.target_ratio,
+                                        config.target_reference)
+    if config.source == "measure":
+        meter = config.meter()
         meter.check_available()
-        target = target if table is not None else FLAGS.target_ms
+        target = target if table is not None else config.target_ms
 
         def measured(arch):
             return float(meter.measure_arch(arch)["median"])
@@ -208,8 +210,8 @@ def write_results(tuning, space, output_dir, latency_from, seconds):
     best = ranked[0]
     accuracy, latency_ms, reward = oracle.trial_summary(best)
     if math.isnan(latency_ms):  # no table and nothing measured per trial: measure the winner
-        from proxyless_tf import latency
-        meter = latency.meter_from_flags()
+        from proxyless_tf.flag_configs import meter_from_flags
+        meter = meter_from_flags()
         meter.check_available()
         latency_ms = float(meter.measure_arch(oracle.trial_architecture(best))["median"])
         latency_from = f"measured once at the end ({meter.runtime}, {meter.threads} thread(s))"

@@ -176,7 +176,8 @@ def test_search_refuses_a_target_without_a_table_and_a_space_without_a_choice(tm
 
 def test_the_search_command_translates_its_flags_into_the_api(tmp_path, monkeypatch):
     """build_search (python -m proxyless_tf.search) hands make_search the flags' space, data,
-    config and objective; REINFORCE's factory passes the evaluation on by keyword."""
+    config and objective; REINFORCE's factory hands the flags' configs on, the evaluation by
+    keyword."""
     from absl.testing import flagsaver
 
     from proxyless_tf import api, options, reinforce, search
@@ -185,7 +186,7 @@ def test_the_search_command_translates_its_flags_into_the_api(tmp_path, monkeypa
     calls = {}
     monkeypatch.setattr(api, "make_search", lambda *args, **kwargs: calls.update(
         args=args, kwargs=kwargs) or "the search")
-    monkeypatch.setattr(reinforce, "from_flags", lambda *args, **kwargs: (args, kwargs))
+    monkeypatch.setattr(reinforce, "from_config", lambda *args, **kwargs: (args, kwargs))
     with flagsaver.flagsaver(width_multiplier=0.25, depths=["1", "1"], widths=["16", "24"],
                              strides=["1", "2"], epochs=3, warmup_epochs=2, seed_fraction=1.0,
                              arch_algo="reinforce", arch_init_std=0.01, max_train_examples=64,
@@ -197,8 +198,11 @@ def test_the_search_command_translates_its_flags_into_the_api(tmp_path, monkeypa
     assert (config.epochs, config.warmup_epochs, config.seed_epochs) == (3, 2, 2)
     assert output_dir == str(tmp_path) and objective is None
     assert calls["kwargs"]["arch_init_std"] == 0.01 and calls["kwargs"]["verbose"] == 0
-    made = calls["kwargs"]["reinforce"]("net", "objective", "evaluate")
-    assert made == (("net", "objective"), {"evaluate": "evaluate"})
+    (net, objective, settings, latency_config), kwargs = calls["kwargs"]["reinforce"](
+        "net", "objective", "evaluate")
+    assert (net, objective, kwargs) == ("net", "objective", {"evaluate": "evaluate"})
+    assert settings == reinforce.ReinforceConfig()  # the flags' defaults
+    assert latency_config.table is None and latency_config.source == "table"
 
 
 def test_an_accuracy_only_reinforce_search_on_a_tiny_space(tmp_path):

@@ -1,7 +1,9 @@
 """The project's import graph, read from the source with `ast` (nothing is imported, so no
-TensorFlow): no import cycles among the modules of proxyless_tf/, export/ and benchmarks/, and no
-module longer than MAX_LINES. The benchmarks are a package run from the repository root
-(`python -m benchmarks.NAME`): none of them edits sys.path to find the others.
+TensorFlow): no import cycles among the modules of proxyless_tf/, export/ and benchmarks/, no
+module longer than MAX_LINES, no module of the library that reads the command-line flags
+(FLAG_READERS: only the commands may; the library takes configs), and no benchmark that edits
+sys.path to find the others (they are a package run from the repository root:
+`python -m benchmarks.NAME`).
 
 Every import statement counts, wherever it is: at module level, inside a function, under
 `if __name__ == "__main__":` or `try:`. A lazy import is still a dependency, and a cycle hidden
@@ -23,6 +25,15 @@ import os
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("proxyless_tf", "export", "benchmarks")
 MAX_LINES = 450
+# The modules of proxyless_tf/ that may read absl's FLAGS: the commands, `options` (which
+# defines the flags), `arch_flags` (the commands' flag-to-architecture helper) and
+# `flag_configs` (the flags as the library's configs). Every other module takes its settings
+# as arguments (LatencyConfig, ReinforceConfig, DistributeConfig, SearchConfig, ...).
+FLAG_READERS = {
+    "proxyless_tf.search", "proxyless_tf.train", "proxyless_tf.tune", "proxyless_tf.show",
+    "proxyless_tf.latency.cli", "proxyless_tf.latency.__main__", "proxyless_tf.options",
+    "proxyless_tf.arch_flags", "proxyless_tf.flag_configs",
+}
 
 
 def project_modules(root=REPO, packages=PACKAGES):
@@ -155,6 +166,36 @@ def line_counts(modules):
     return counts
 
 
+def flag_reads(path):
+    """The lines of `path` that read absl's FLAGS: the name `FLAGS` (however it came: `FLAGS =
+    options.FLAGS`, `from absl.flags import FLAGS`), an attribute `.FLAGS` (`options.FLAGS`,
+    `flags.FLAGS`, also under another local name) or an import of it; sorted line numbers."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), filename=path)
+    lines = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id == "FLAGS" or \
+                isinstance(node, ast.Attribute) and node.attr == "FLAGS" or \
+                isinstance(node, ast.ImportFrom) and any(a.name == "FLAGS" for a in node.names):
+            lines.add(node.lineno)
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "getattr" and \
+                len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and \
+                node.args[1].value == "FLAGS":
+            lines.add(node.lineno)
+    return sorted(lines)
+
+
+def library_flag_reads(modules, readers=FLAG_READERS, package="proxyless_tf"):
+    """{module: line numbers} of the modules of `package` outside `readers` that read FLAGS."""
+    reads = {}
+    for module, path in modules.items():
+        if module.split(".")[0] == package and module not in readers:
+            lines = flag_reads(path)
+            if lines:
+                reads[module] = lines
+    return reads
+
+
 def sys_path_edits(path):
     """The lines of `path` that change sys.path: sys.path.insert/append/extend, or an
     assignment to sys.path or to a slice of it; sorted line numbers."""
@@ -214,6 +255,17 @@ def test_no_module_too_long():
         for m, n in sorted(long.items(), key=lambda item: -item[1]))
 
 
+def test_only_the_commands_read_the_flags():
+    modules = project_modules()
+    assert set(FLAG_READERS) <= set(modules), sorted(set(FLAG_READERS) - set(modules))
+    reads = library_flag_reads(modules)
+    assert not reads, (
+        "library modules that read FLAGS (take a config instead; the commands build it in "
+        "proxyless_tf/flag_configs.py):\n" + "\n".join(
+            f"  {os.path.relpath(modules[m], REPO)}: line(s) {', '.join(map(str, lines))}"
+            for m, lines in sorted(reads.items())))
+
+
 def test_benchmarks_find_each_other_as_a_package():
     modules = project_modules(packages=("benchmarks",))
     assert "benchmarks" in modules  # benchmarks/__init__.py: `python -m benchmarks.NAME`
@@ -269,6 +321,29 @@ def test_checker_passes_a_layered_package(tmp_path):
     graph = import_graph(project_modules(str(tmp_path), ("pkg",)))
     assert graph["pkg.low"] == []
     assert find_cycles(graph) == []
+
+
+def test_checker_finds_every_way_of_reading_the_flags(tmp_path):
+    _write(tmp_path, {
+        "proxyless_tf/__init__.py": "",
+        "proxyless_tf/cmd.py": "from proxyless_tf import options\nFLAGS = options.FLAGS\n",
+        "proxyless_tf/attr.py": "from proxyless_tf import options\n\n\n"
+                                "def f():\n    return options.FLAGS.seed\n",
+        "proxyless_tf/alias.py": "def f():\n    from proxyless_tf import options\n"
+                                 "    F = options.FLAGS\n    return F.seed\n",
+        "proxyless_tf/imported.py": "from absl.flags import FLAGS\n",
+        "proxyless_tf/absl_flags.py": "from absl import flags\nx = flags.FLAGS['seed']\n",
+        "proxyless_tf/dynamic.py": "import absl.flags as m\nx = getattr(m, 'FLAGS')\n",
+        "proxyless_tf/clean.py": '"""Reads no FLAGS (a docstring is no read)."""\n'
+                                 "# FLAGS in a comment\nflags = 'FLAGS'\n",
+        "proxyless_tf/sub/__init__.py": "",
+        "proxyless_tf/sub/deep.py": "\n\nif True:\n    y = options.FLAGS\n",
+    })
+    modules = project_modules(str(tmp_path), ("proxyless_tf",))
+    reads = library_flag_reads(modules, readers={"proxyless_tf.cmd"})
+    assert reads == {"proxyless_tf.attr": [5], "proxyless_tf.alias": [3],
+                     "proxyless_tf.imported": [1], "proxyless_tf.absl_flags": [2],
+                     "proxyless_tf.dynamic": [2], "proxyless_tf.sub.deep": [4]}
 
 
 def test_checker_finds_sys_path_edits(tmp_path):

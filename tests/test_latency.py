@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import run_module, synthetic_table
-from proxyless_tf import architecture, latency, search_space
+from proxyless_tf import architecture, flag_configs, latency, search_space
 from proxyless_tf.errors import UsageError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -510,24 +510,40 @@ def test_target_from_ratio_and_objective_from_flags(saved_table):
     space, table, path = saved_table
     base = table.predict(architecture.resolve("all:k3e6", space))
     with flagsaver.flagsaver(latency_table=None, target_ms=None, target_ratio=None):
-        assert latency.objective_from_flags(space) is None
+        assert flag_configs.objective_from_flags(space) is None
     with flagsaver.flagsaver(latency_table=path, target_ratio=0.8, target_reference="all:k3e6",
                              latency_loss="abs", target_ms=None):
-        objective = latency.objective_from_flags(space)
+        objective = flag_configs.objective_from_flags(space)
         assert objective.target_ms == pytest.approx(0.8 * base)
         assert objective.form == "abs"
         assert [len(c) for c in objective.costs] == [len(p.candidates)
                                                     for p in space.searchable_positions()]
     with flagsaver.flagsaver(latency_table=path, target_ms=None, target_ratio=None):
         with pytest.raises(UsageError, match="needs a target"):
-            latency.objective_from_flags(space)
+            flag_configs.objective_from_flags(space)
     with flagsaver.flagsaver(latency_table=path, target_ms=None, target_ratio=0.8,
                              target_reference="mobilenet_v2"):
         with pytest.raises(UsageError, match="--target_reference=mobilenet_v2: "):
-            latency.objective_from_flags(space)
+            flag_configs.objective_from_flags(space)
     with flagsaver.flagsaver(latency_table=None, target_ms=3.0, target_ratio=None):
         with pytest.raises(UsageError, match="need --latency_table"):
-            latency.objective_from_flags(space)
+            flag_configs.objective_from_flags(space)
+
+
+def test_the_objective_of_a_latency_config(saved_table):
+    """The library takes a LatencyConfig; the flags are only one way to fill it."""
+    space, table, path = saved_table
+    base = table.predict(architecture.resolve("all:k3e6", space))
+    assert latency.objective_from_config(space, latency.LatencyConfig()) is None
+    config = latency.LatencyConfig(table=path, target_ratio=0.8, target_reference="all:k3e6",
+                                   loss="hinge", beta=3.0)
+    objective = latency.objective_from_config(space, config)
+    assert objective.target_ms == pytest.approx(0.8 * base)
+    assert (objective.form, objective.beta, objective.table.source) == ("hinge", 3.0, path)
+    with pytest.raises(UsageError, match="need --latency_table"):
+        latency.objective_from_config(space, latency.LatencyConfig(target_ms=1.0))
+    with pytest.raises(UsageError, match="not both"):
+        latency.objective_from_config(space, config.replace(target_ms=1.0))
 
 
 def test_a_later_target_flag_overrides_a_flagfiles_other_target_flag(saved_table, tmp_path,
@@ -544,9 +560,9 @@ def test_a_later_target_flag_overrides_a_flagfiles_other_target_flag(saved_table
         monkeypatch.setattr(sys, "argv", ["search", *argv])
         with flagsaver.flagsaver(latency_table=path, target_ms=0.5, target_ratio=0.8,
                                  target_reference="all:k3e6", latency_loss="abs"):
-            assert latency.objective_from_flags(space).target_ms == pytest.approx(expected)
+            assert flag_configs.objective_from_flags(space).target_ms == pytest.approx(expected)
     with pytest.raises(UsageError, match="not both"):  # both given in code: no order to go by
-        latency.target_from_flags(table, space, 0.5, 0.8, "all:k3e6")
+        latency.resolve_target(table, space, 0.5, 0.8, "all:k3e6")
 
 
 def test_objective_lines_up_with_the_supernet():

@@ -12,7 +12,7 @@ import pytest
 from absl.testing import flagsaver
 
 from conftest import assert_usage_error, run_module, synthetic_table, tiny_space
-from proxyless_tf import architecture, latency, options
+from proxyless_tf import architecture, flag_configs, latency, options
 from proxyless_tf.errors import UsageError
 from proxyless_tf.latency import cache as cache_lib, check as check_lib
 
@@ -295,19 +295,18 @@ def test_a_ratio_target_is_resolved_against_the_reference_measured_here(tmp_path
 
     meter = Meter(table, scale=1.5, offset=0.1)
     with flagsaver.flagsaver(**common):
-        objective = latency.objective_from_flags(space, meter=meter)
+        objective = flag_configs.objective_from_flags(space, meter=meter)
     measured = 1.1 * (1.5 * table.predict(reference) + 0.1)
     assert objective.target_ms == pytest.approx(0.8 * measured, rel=1e-5)  # 6 digits kept
     assert objective.table.predict(reference) != pytest.approx(measured, rel=0.02)
     assert objective.table.source != path  # refitted
     with flagsaver.flagsaver(**common, latency_check=False):  # as before: the table's prediction
-        objective = latency.objective_from_flags(space, meter=meter)
+        objective = flag_configs.objective_from_flags(space, meter=meter)
     assert objective.target_ms == pytest.approx(0.8 * table.predict(reference))
     assert objective.table.source == path
 
 
-def test_latency_table_auto_is_built_here_once_and_then_reused(tmp_path, monkeypatch,
-                                                              flags_parsed):
+def test_latency_table_auto_is_built_here_once_and_then_reused(tmp_path, monkeypatch):
     space = tiny_space()
     truth = measured_table(space)
     monkeypatch.setattr(latency.Part, "model", lambda self: self.key)
@@ -320,23 +319,23 @@ def test_latency_table_auto_is_built_here_once_and_then_reused(tmp_path, monkeyp
                 return {"count": 5, "mean": ms, "var": 0.0, "median": ms, "p90": ms}
             return super().time(prepared)
 
-    flags = dict(latency_table="auto", latency_cache_dir=str(tmp_path), latency_rounds=1,
-                 latency_calibrate=0, latency_references=[], latency_check=False)
-    with flagsaver.flagsaver(**flags):
-        meter = PartsMeter(truth)
-        table = latency.table_from_flags(space, meter)
-        assert meter.timings == len(latency.table_parts(space))
-        assert table.source.startswith(str(tmp_path)) and not table.missing(space)
-        meter = PartsMeter(truth)
-        assert latency.table_from_flags(space, meter).source == table.source
-        assert meter.timings == 0
-        # a table for another space (here: 32x32) is no table for this one: built here too
-        other = saved(measured_table(tiny_space(input_size=32)), tmp_path, "other.json")
-        with flagsaver.flagsaver(latency_table=other, latency_check=True):
-            assert latency.table_from_flags(space, PartsMeter(truth)).source == table.source
-        with flagsaver.flagsaver(latency_table=other):  # --nolatency_check: as it is
-            assert latency.table_from_flags(space, PartsMeter(truth), build_missing=False) \
-                .source == other
+    config = latency.LatencyConfig(table="auto", cache_dir=str(tmp_path), rounds=1,
+                                   calibrate=0, references=(), check=False)
+    meter = PartsMeter(truth)
+    table = latency.load_table(space, meter, config)
+    assert meter.timings == len(latency.table_parts(space))
+    assert table.source.startswith(str(tmp_path)) and not table.missing(space)
+    assert latency.table_path(space, meter, config) == table.source
+    meter = PartsMeter(truth)
+    assert latency.load_table(space, meter, config).source == table.source
+    assert meter.timings == 0
+    # a table for another space (here: 32x32) is no table for this one: built here too
+    other = config.replace(table=saved(measured_table(tiny_space(input_size=32)), tmp_path,
+                                       "other.json"), check=True)
+    assert latency.load_table(space, PartsMeter(truth), other).source == table.source
+    # --nolatency_check: as it is
+    assert latency.load_table(space, PartsMeter(truth), other, build_missing=False) \
+        .source == other.table
 
 
 # --- bad input: one line, naming the flag or the file ------------------------------------
@@ -346,7 +345,7 @@ def test_a_table_for_another_runtime_is_a_one_line_error(tmp_path, flags_parsed)
     with flagsaver.flagsaver(latency_table=path, target_ms=1.0, target_ratio=None,
                              latency_cache_dir=str(tmp_path / "cache")):
         with pytest.raises(UsageError) as info:
-            latency.objective_from_flags(space, meter=latency.Meter())
+            flag_configs.objective_from_flags(space, meter=latency.Meter())
     message = str(info.value)
     assert "\n" not in message and path in message and "runtime=tf_cpu" in message
     assert "--nolatency_check" in message and "--latency_table=auto" in message
@@ -361,7 +360,7 @@ def test_without_litert_the_check_is_a_one_line_error(tmp_path, monkeypatch, fla
     with flagsaver.flagsaver(latency_table=path, target_ms=1.0, target_ratio=None,
                              latency_cache_dir=str(tmp_path / "cache")):
         with pytest.raises(UsageError) as info:
-            latency.objective_from_flags(space, meter=latency.Meter())
+            flag_configs.objective_from_flags(space, meter=latency.Meter())
     message = str(info.value)
     assert "\n" not in message and message.startswith("--latency_check: ")
     assert "ai_edge_litert" in message and "--nolatency_check" in message
@@ -375,7 +374,7 @@ def test_a_cache_folder_that_cannot_be_written_is_a_one_line_error(tmp_path, fla
     with flagsaver.flagsaver(latency_table=saved(table, tmp_path), target_ms=1.0,
                              target_ratio=None, latency_cache_dir=str(blocker)):
         with pytest.raises(UsageError, match="--latency_cache_dir"):
-            latency.objective_from_flags(space, meter=MachineMeter(table))
+            flag_configs.objective_from_flags(space, meter=MachineMeter(table))
 
 
 def test_a_table_whose_parts_do_not_fit_this_machine_is_not_used_and_the_search_stops(
@@ -394,7 +393,7 @@ def test_a_table_whose_parts_do_not_fit_this_machine_is_not_used_and_the_search_
     with flagsaver.flagsaver(latency_table=saved(table, tmp_path), target_ms=1.0,
                              target_ratio=None, latency_cache_dir=str(tmp_path / "cache")):
         with pytest.raises(UsageError) as info:
-            latency.objective_from_flags(space, meter=MachineMeter(here))
+            flag_configs.objective_from_flags(space, meter=MachineMeter(here))
     message = str(info.value)
     assert "\n" not in message and message.startswith("latency check: table")
     assert "--latency_table=auto" in message and "--nolatency_check" in message
@@ -405,7 +404,7 @@ def test_a_table_with_no_runtime_is_not_checked_and_says_so(tmp_path, flags_pars
     path = saved(synthetic_table(space), tmp_path)  # runtime 'synthetic', like the official
     with flagsaver.flagsaver(latency_table=path, target_ms=1.0, target_ratio=None,
                              latency_loss="abs", latency_cache_dir=str(tmp_path / "cache")):
-        objective = latency.objective_from_flags(space, meter=latency.Meter())
+        objective = flag_configs.objective_from_flags(space, meter=latency.Meter())
     assert objective.table.source == path
     assert "latency check: skipped: table" in capsys.readouterr().out
     assert not os.path.exists(tmp_path / "cache")
@@ -420,7 +419,7 @@ def test_a_gpu_table_on_a_machine_without_a_gpu_is_not_checked_and_says_so(
     path = saved(measured_table(space, runtime="tf_gpu"), tmp_path)
     with flagsaver.flagsaver(latency_table=path, target_ms=1.0, target_ratio=None,
                              latency_loss="abs", latency_cache_dir=str(tmp_path / "cache")):
-        objective = latency.objective_from_flags(space, meter=latency.Meter(runtime="tf_gpu"))
+        objective = flag_configs.objective_from_flags(space, meter=latency.Meter(runtime="tf_gpu"))
     assert objective.table.source == path
     assert "latency check: skipped: --latency_runtime=tf_gpu" in capsys.readouterr().out
 

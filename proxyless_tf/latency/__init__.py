@@ -22,7 +22,8 @@ The modules, one concept each:
     timing     timing networks until they are known well enough (adaptive rounds, drift, load)
     refit      the fits of a table to this machine (group scales, scale + offset, shrinkage)
     check      the check of a table against this machine: time, decide, refit or stop
-    machine    the flags' table on this machine: built here, or checked and refitted
+    config     LatencyConfig: every setting of the latency model, in one value
+    machine    a config's table on this machine: built here, or checked and refitted
     target     the latency target T
     objective  LatencyObjective, the differentiable E[LAT] and the architecture loss
     cli        the command line (`__main__`)
@@ -36,32 +37,31 @@ import importlib
 from proxyless_tf.latency.build import build_table, calibrate, fit_calibration
 from proxyless_tf.latency.cache import MachineCache, cache_root
 from proxyless_tf.latency.check import Check, fit_group_scales, fit_machine_terms, run_check
+from proxyless_tf.latency.config import LatencyConfig
 from proxyless_tf.latency.host import host_description
-from proxyless_tf.latency.machine import (AUTO, checked_table_from_flags, table_from_flags,
-                                          table_path_from_flags)
-from proxyless_tf.latency.meter import (RUNTIMES, Meter, combine, meter_from_flags, stat_of,
-                                        time_networks)
+from proxyless_tf.latency.machine import AUTO, checked_table, load_table, table_path
+from proxyless_tf.latency.meter import RUNTIMES, Meter, combine, stat_of, time_networks
 from proxyless_tf.latency.parts import (OVERHEAD_KEY, OVERHEAD_PART, Part, arch_parts,
                                         block_part, head_key, logits_key,
                                         resolve_arch, space_parts, stem_key, table_parts)
 from proxyless_tf.latency.sampling import calibration_archs, random_archs, spread_archs
 from proxyless_tf.latency.table import FORMAT, LatencyTable, resolve_table_path
-from proxyless_tf.latency.target import target_flags, target_from_flags
+from proxyless_tf.latency.target import reference_network, resolve_target
 from proxyless_tf.latency.validate import scatter_png, validate, validation_metrics
 
 _LAZY = {"LatencyObjective": "objective", "LOSS_FORMS": "objective",
-         "objective_from_flags": "objective"}
+         "objective_from_config": "objective", "objective_of": "objective"}
 
 __all__ = [
-    "AUTO", "Check", "FORMAT", "LOSS_FORMS", "LatencyObjective", "LatencyTable", "MachineCache",
-    "Meter", "OVERHEAD_KEY", "OVERHEAD_PART", "Part", "RUNTIMES", "arch_parts",
-    "block_part", "build_table", "cache_root", "calibrate", "calibration_archs",
-    "checked_table_from_flags", "combine", "fit_calibration", "fit_group_scales", "fit_machine_terms", "head_key",
-    "host_description", "logits_key", "meter_from_flags", "objective_from_flags",
-    "random_archs", "resolve_arch", "resolve_table_path", "run_check", "scatter_png",
-    "space_parts", "spread_archs", "stat_of", "stem_key", "table_from_flags", "table_parts",
-    "table_path_from_flags", "target_flags", "target_from_flags", "time_networks", "validate",
-    "validation_metrics",
+    "AUTO", "Check", "FORMAT", "LOSS_FORMS", "LatencyConfig", "LatencyObjective",
+    "LatencyTable", "MachineCache", "Meter", "OVERHEAD_KEY", "OVERHEAD_PART", "Part",
+    "RUNTIMES", "arch_parts", "block_part", "build_table", "cache_root", "calibrate",
+    "calibration_archs", "checked_table", "combine", "fit_calibration", "fit_group_scales",
+    "fit_machine_terms", "head_key", "host_description", "load_table", "logits_key",
+    "objective_from_config", "objective_of", "random_archs", "reference_network",
+    "resolve_arch", "resolve_table_path", "resolve_target", "run_check", "scatter_png",
+    "space_parts", "spread_archs", "stat_of", "stem_key", "table_parts", "table_path",
+    "time_networks", "validate", "validation_metrics",
 ]
 
 

@@ -18,13 +18,13 @@ import time
 
 from proxyless_tf import options
 from proxyless_tf.errors import UsageError
+from proxyless_tf.flag_configs import latency_config_from_flags
 from proxyless_tf.latency.build import build_table, calibrate
-from proxyless_tf.latency.machine import checked_table_from_flags, table_path_from_flags
-from proxyless_tf.latency.meter import configure_tf_threads, meter_from_flags, stat_of
+from proxyless_tf.latency.machine import checked_table, table_path
+from proxyless_tf.latency.meter import configure_tf_threads, stat_of
 from proxyless_tf.latency.parts import resolve_arch, table_parts
 from proxyless_tf.latency.table import LatencyTable
-from proxyless_tf.latency.target import (reference_from_flags, target_flags,
-                                         target_from_flags)
+from proxyless_tf.latency.target import reference_network, resolve_target
 from proxyless_tf.latency.validate import validate
 
 USAGE = "usage: python -m proxyless_tf.latency build|calibrate|predict|validate|measure [--flags]"
@@ -40,7 +40,7 @@ def _waited(meter):
 
 
 def _meter():
-    meter = meter_from_flags()
+    meter = latency_config_from_flags().meter()
     configure_tf_threads(meter)
     return meter
 
@@ -48,7 +48,8 @@ def _meter():
 def _table(space, meter, command):
     if not FLAGS.latency_table:
         raise UsageError(f"latency {command} needs --table=TABLE (or --latency_table)")
-    return LatencyTable.load(table_path_from_flags(space, meter), stat=FLAGS.latency_stat)
+    config = latency_config_from_flags()
+    return LatencyTable.load(table_path(space, meter, config), stat=config.stat)
 
 
 def _arch(space, command):
@@ -70,8 +71,10 @@ def measure(space):
         result["predicted_ms"] = round(table.predict(arch), 4)
         result["error_pct"] = round(100 * (result["predicted_ms"] - result["measured_ms"])
                                     / result["measured_ms"], 2)
-        if FLAGS.target_ms is not None or FLAGS.target_ratio is not None:
-            target = target_from_flags(table, space, *target_flags(), FLAGS.target_reference)
+        config = latency_config_from_flags()
+        if config.target_ms is not None or config.target_ratio is not None:
+            target = resolve_target(table, space, config.target_ms, config.target_ratio,
+                                    config.target_reference)
             result["target_ms"] = round(target, 4)
             for what in ("predicted", "measured"):
                 result[f"{what}_vs_target"] = round(result[f"{what}_ms"] / target, 4)
@@ -83,10 +86,10 @@ def build(space):
         raise UsageError("latency build needs --output=TABLE.json")
     meter = _meter()
     started = time.time()
-    table, measured, reused = build_table(space, meter, FLAGS.output,
-                                          [r for r in FLAGS.latency_references if r],
-                                          FLAGS.latency_rebuild, rounds=FLAGS.latency_rounds,
-                                          calibration=FLAGS.latency_calibrate)
+    config = latency_config_from_flags()
+    table, measured, reused = build_table(space, meter, FLAGS.output, list(config.references),
+                                          config.rebuild, rounds=config.rounds,
+                                          calibration=config.calibrate)
     factor = f", calibration {_describe_calibration(table)}" if table.factor != 1.0 else ""
     print(f"{FLAGS.output}: {len(table.entries)} entries ({measured} measured, {reused} "
           f"reused){factor} in {time.time() - started:.1f}s{_waited(meter)}")
@@ -114,7 +117,7 @@ def recalibrate(space):
 
 def predict(space):
     arch = _arch(space, "predict")
-    table = _table(space, meter_from_flags(), "predict")
+    table = _table(space, latency_config_from_flags().meter(), "predict")
     for key, ms in table.breakdown(arch):
         print(f"{ms:10.4f}  {key}")
     print(f"{table.predict(arch):.4f}")
@@ -126,9 +129,9 @@ def validate_command(space):
     if not FLAGS.latency_table:
         raise UsageError("latency validate needs --table=TABLE (or --latency_table)")
     meter = _meter()
-    target_ratio = target_flags()[1]
-    table = checked_table_from_flags(space, meter,
-                                     reference=reference_from_flags(space, target_ratio)).table
+    config = latency_config_from_flags()
+    table = checked_table(space, config, meter,
+                          reference=reference_network(space, config)).table
     count, rounds = FLAGS.validate_count, FLAGS.latency_rounds
     if FLAGS.quick:  # after the check, so that it times networks as the search's check does
         count, rounds = min(count, 8), 1

@@ -1,57 +1,53 @@
-"""The latency model for the machine that runs the command: the table the flags name (or one
-built here and cached, `--latency_table=auto`), checked against this machine and refitted to
-it (`check.py`) unless --nolatency_check."""
+"""The latency model for the machine that runs the command: the table a LatencyConfig names
+(or one built here and cached, `table="auto"`), checked against this machine and refitted to
+it (`check.py`) unless its `check` is off."""
 
 import dataclasses
 import os
 
-from proxyless_tf import options
 from proxyless_tf.errors import UsageError
 from proxyless_tf.latency.build import build_table
 from proxyless_tf.latency.cache import MachineCache, cache_root
 from proxyless_tf.latency.check import run_check, unchecked_reason
-from proxyless_tf.latency.meter import meter_from_flags
 from proxyless_tf.latency.table import LatencyTable
 
 AUTO = "auto"  # --latency_table=auto: the table built on this machine for the space
 
 
-def cache_from_flags(space, meter):
-    return MachineCache(cache_root(options.FLAGS.latency_cache_dir), space, meter)
+def machine_cache(space, meter, config):
+    """The cache of measurements made here with `meter` for `space` (config.cache_dir)."""
+    return MachineCache(cache_root(config.cache_dir), space, meter)
 
 
-def table_path_from_flags(space, meter):
-    """The file --latency_table names: `auto` is this machine's cached table for the space."""
-    spec = options.FLAGS.latency_table
-    return cache_from_flags(space, meter).table_path if spec == AUTO else spec
+def table_path(space, meter, config):
+    """The file config.table names: `auto` is this machine's cached table for the space."""
+    spec = config.table
+    return machine_cache(space, meter, config).table_path if spec == AUTO else spec
 
 
-def built_here(space, meter, progress=True):
+def built_here(space, meter, config, progress=True):
     """This machine's table for `space` from the cache, measured now where it has none (or
     only part of one: an interrupted build resumes)."""
-    FLAGS = options.FLAGS
-    machine_cache = cache_from_flags(space, meter).ensure_writable()
-    path = machine_cache.table_path
+    cache = machine_cache(space, meter, config).ensure_writable()
+    path = cache.table_path
     if not os.path.exists(path) or LatencyTable.load(path).missing(space):
-        build_table(space, meter, path, [r for r in FLAGS.latency_references if r],
-                    progress=progress, rounds=FLAGS.latency_rounds,
-                    calibration=FLAGS.latency_calibrate)
-    return LatencyTable.load(path, stat=FLAGS.latency_stat)
+        build_table(space, meter, path, list(config.references), progress=progress,
+                    rounds=config.rounds, calibration=config.calibrate)
+    return LatencyTable.load(path, stat=config.stat)
 
 
-def table_from_flags(space, meter, build_missing=True, progress=True):
-    """The table --latency_table names; `auto`, or (with `build_missing`) a table without
+def load_table(space, meter, config, build_missing=True, progress=True):
+    """The table config.table names; `auto`, or (with `build_missing`) a table without
     entries for this space, gives the one built here (`built_here`)."""
-    FLAGS = options.FLAGS
-    if FLAGS.latency_table == AUTO:
-        return built_here(space, meter, progress)
-    table = LatencyTable.load(FLAGS.latency_table, stat=FLAGS.latency_stat)
+    if config.table == AUTO:
+        return built_here(space, meter, config, progress)
+    table = LatencyTable.load(config.table, stat=config.stat)
     missing = table.missing(space)
     if missing and build_missing:
         print(f"latency table {table.source} has no entry for {len(missing)} part(s) of this "
               f"space (e.g. {missing[0]!r}): using a table built on this machine instead "
               f"(--latency_table=auto)", flush=True)
-        return built_here(space, meter, progress)
+        return built_here(space, meter, config, progress)
     return table
 
 
@@ -68,19 +64,18 @@ class Checked:
         return self.check.reference_ms if self.check is not None else None
 
 
-def checked_table_from_flags(space, meter=None, enabled=None, reference=None, progress=True):
-    """The flags' table, checked against this machine and refitted to it (--latency_check,
-    unless `enabled` says otherwise); prints the check's one line. `reference`: the network of
-    --target_ratio, timed with the others so that the target refers to its measured latency."""
-    FLAGS = options.FLAGS
-    enabled = FLAGS.latency_check if enabled is None else enabled
-    meter = meter or meter_from_flags()
-    table = table_from_flags(space, meter, build_missing=enabled, progress=progress)
+def checked_table(space, config, meter=None, enabled=None, reference=None, progress=True):
+    """config's table, checked against this machine and refitted to it (config.check, unless
+    `enabled` says otherwise); prints the check's one line. `meter`: how the check times
+    networks (default: config's). `reference`: the network of a ratio target (`target.
+    reference_network`), timed with the others so that the target refers to its latency here."""
+    enabled = config.check if enabled is None else enabled
+    meter = meter or config.meter()
+    table = load_table(space, meter, config, build_missing=enabled, progress=progress)
     if not enabled:
         return Checked(table)
-    return check_here(table, space, meter, cache_from_flags(space, meter), reference,
-                      FLAGS.latency_check_networks, FLAGS.latency_rounds, FLAGS.latency_recheck,
-                      progress)
+    return check_here(table, space, meter, machine_cache(space, meter, config), reference,
+                      config.check_networks, config.rounds, config.recheck, progress)
 
 
 # How the check's messages name its settings: the command line's flags (FLAG_WORDS) or the

@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 
-from proxyless_tf import options
 from proxyless_tf.errors import UsageError
 from proxyless_tf.latency.progress import progress_bar
 
@@ -183,13 +182,6 @@ def rounded(stats):
 def stat_of(stats, table_stat):
     """The statistic of a timing that compares with a table's entries (`--latency_stat`)."""
     return stats["mean"] if table_stat == "mean" else stats["median"]
-
-
-def meter_from_flags():
-    FLAGS = options.FLAGS
-    return Meter(FLAGS.latency_runtime, FLAGS.latency_threads, FLAGS.latency_batch,
-                 FLAGS.latency_warmup, FLAGS.latency_runs, FLAGS.latency_clean,
-                 FLAGS.latency_quiet, FLAGS.latency_quiet_timeout)
 
 
 def configure_tf_threads(meter):

@@ -5,11 +5,9 @@ cross-entropy."""
 import numpy as np
 import tensorflow as tf
 
-from proxyless_tf import options
 from proxyless_tf.errors import UsageError
-from proxyless_tf.latency.machine import checked_table_from_flags
-from proxyless_tf.latency.target import (check_target_values, reference_from_flags,
-                                         target_flags, target_from_flags)
+from proxyless_tf.latency.machine import checked_table
+from proxyless_tf.latency.target import check_target_values, reference_network, resolve_target
 
 LOSS_FORMS = ("lambda", "mul_log", "add_linear", "abs", "hinge")
 
@@ -144,28 +142,29 @@ class LatencyObjective:
                 f"{self.form}, space range {lo:.4g}-{hi:.4g} ms")
 
 
-def objective_from_flags(space, check=None, meter=None):
-    """The LatencyObjective the flags configure for `space`, or None when no --latency_table
-    is given. The table is checked against this machine first (--latency_check; `check=False`
-    turns it off whatever the flag says) and a ratio target refers to the reference network
-    measured here. `meter`: how the check times networks (default: the flags')."""
-    FLAGS = options.FLAGS
-    if not FLAGS.latency_table:
-        if FLAGS.target_ms is not None or FLAGS.target_ratio is not None:
+def objective_from_config(space, config, check=None, meter=None):
+    """The LatencyObjective a LatencyConfig describes for `space`, or None when it names no
+    table. The table is checked against this machine first (config.check; `check=False` turns
+    it off whatever the config says) and a ratio target refers to the reference network
+    measured here. `meter`: how the check times networks (default: config's)."""
+    if not config.table:
+        if config.target_ms is not None or config.target_ratio is not None:
             raise UsageError("--target_ms/--target_ratio need --latency_table")
         return None
-    target_ms, target_ratio = target_flags()
-    check_target_values(target_ms, target_ratio)  # bad target flags fail before any timing
-    checked = checked_table_from_flags(space, meter, check,
-                                       reference_from_flags(space, target_ratio))
-    target = target_from_flags(checked.table, space, target_ms, target_ratio,
-                               FLAGS.target_reference, checked.reference_ms)
-    objective = LatencyObjective(checked.table, space, target, FLAGS.latency_loss,
-                                 FLAGS.latency_lambda, FLAGS.latency_a, FLAGS.latency_b,
-                                 FLAGS.latency_beta)
+    check_target_values(config.target_ms, config.target_ratio)  # before any timing
+    checked = checked_table(space, config, meter, check, reference_network(space, config))
+    target = resolve_target(checked.table, space, config.target_ms, config.target_ratio,
+                            config.target_reference, checked.reference_ms)
+    objective = objective_of(checked.table, space, target, config)
     lo, hi = objective.range_ms()
     if not lo <= target <= hi:
         from absl import logging
         logging.warning("latency target %.4g ms is outside the space's range %.4g-%.4g ms",
                         target, lo, hi)
     return objective
+
+
+def objective_of(table, space, target_ms, config):
+    """The LatencyObjective of `table` around `target_ms` with config's loss form."""
+    return LatencyObjective(table, space, target_ms, config.loss, config.lam, config.a,
+                            config.b, config.beta)

@@ -1,21 +1,9 @@
-"""The latency target T of the search: --target_ms, or --target_ratio times a reference
-network's latency (measured on this machine when the check ran, else predicted by the table)."""
+"""The latency target T of the search: a LatencyConfig's target_ms, or its target_ratio times
+the target_reference network's latency (measured on this machine when the check ran, else
+predicted by the table)."""
 
-from proxyless_tf import options
 from proxyless_tf.errors import UsageError
 from proxyless_tf.latency.parts import resolve_arch
-
-
-def target_flags():
-    """(--target_ms, --target_ratio) as the user meant them: when the command line sets both
-    (a flagfile's ratio, then --target_ms), the later one; the earlier is dropped."""
-    FLAGS = options.FLAGS
-    target_ms, target_ratio = FLAGS.target_ms, FLAGS.target_ratio
-    if target_ms is not None and target_ratio is not None:
-        last = options.set_last(("target_ms", "target_ratio"))
-        target_ms = None if last == "target_ratio" else target_ms
-        target_ratio = None if last == "target_ms" else target_ratio
-    return target_ms, target_ratio
 
 
 def check_target_values(target_ms=None, target_ratio=None):
@@ -31,15 +19,15 @@ def check_target_values(target_ms=None, target_ratio=None):
         raise UsageError(f"--target_ratio must be positive, got {target_ratio}")
 
 
-def reference_from_flags(space, target_ratio):
-    """The network --target_ratio refers to (None for an absolute target)."""
-    if target_ratio is None:
+def reference_network(space, config):
+    """The network config.target_ratio refers to (None for an absolute target)."""
+    if config.target_ratio is None:
         return None
-    return resolve_arch(options.FLAGS.target_reference, space, "--target_reference")
+    return resolve_arch(config.target_reference, space, "--target_reference")
 
 
-def target_from_flags(table, space, target_ms=None, target_ratio=None, reference="mobilenet_v2",
-                      reference_ms=None):
+def resolve_target(table, space, target_ms=None, target_ratio=None, reference="mobilenet_v2",
+                   reference_ms=None):
     """T in ms: `target_ms`, or `target_ratio` x the reference's latency: `reference_ms` when
     given (the reference measured on this machine), else the table's prediction."""
     check_target_values(target_ms, target_ratio)
