@@ -111,13 +111,13 @@ class Stop(Exception):
 def setup():
     """Flags checked, OUTPUT_DIR and its recipe, the meter, the estimate printed and the
     progress bar started."""
-    from proxyless_tf import architecture, latency
+    from proxyless_tf import architecture, flag_configs
     if FLAGS.quick:
         apply_quick()
     space = check_flags()
     out = io_utils.ensure_writable_dir(FLAGS.output_dir)
     recipe = check_or_write_recipe(out)
-    meter = latency.meter_from_flags()
+    meter = flag_configs.meter_from_flags()
     meter.check_available()
     steps = Steps()
     base_macs = size_of(architecture.resolve("all:k3e6", space))[1]

@@ -89,10 +89,10 @@ def build_table_here(space, out, meter, steps):
 def target_flags():
     """(--target_ms, --target_ratio) as meant: the full benchmark's default ratio gives way to
     a --target_ms given alone; both given: the later one (as a search reads them)."""
-    from proxyless_tf import latency
+    from proxyless_tf import flag_configs
     if FLAGS.target_ms is not None and not FLAGS["target_ratio"].present:
         return FLAGS.target_ms, None
-    return latency.target_flags()
+    return flag_configs.target_flags()
 
 
 def latency_spec():
@@ -113,7 +113,7 @@ def latency_model(space, out, meter, steps):
     --nolatency_check, so that they and the random sample share one table and one T (a check
     in each search could refit differently and move T's meaning). Reruns reuse both; other
     latency or target flags are refused."""
-    from proxyless_tf import latency
+    from proxyless_tf import flag_configs, latency
     table_path = os.path.join(out, "search_table.json")
     target_path = os.path.join(out, "target.json")
     spec = latency_spec()
@@ -140,11 +140,12 @@ def latency_model(space, out, meter, steps):
         if FLAGS.latency_check:
             steps.say(f"latency table {FLAGS.latency_table}: checking it against this machine "
                       "(--latency_check)")
-        checked = latency.checked_table_from_flags(space, meter, reference=reference)
+        checked = latency.checked_table(space, flag_configs.latency_config_from_flags(), meter,
+                                        reference=reference)
         steps.finish("check")
         table, reference_ms = checked.table, checked.reference_ms
-    target = latency.target_from_flags(table, space, target_ms, ratio, FLAGS.target_reference,
-                                       reference_ms)
+    target = latency.resolve_target(table, space, target_ms, ratio, FLAGS.target_reference,
+                                    reference_ms)
     lo, hi = latency.LatencyObjective(table, space, target, "abs").range_ms()
     if not lo < target < hi:
         raise UsageError(f"the target {target:.4g} ms is outside the space's range "
