@@ -33,6 +33,8 @@ class ExportSettings:
     latency_runs: int = 50
     latency_warmup: int = 10
     latency_table: str = None
+    latency_quantization: str = "none"  # the format the table and target are of (the search's
+                                        # --latency_quantization): predicted for that format only
     target_ms: float = None       # the search's latency target: the report says how far off
     target_ratio: float = None    # ... as a ratio of target_reference (an Architecture), which
     target_reference: object = None  # the report times in turn with the network
@@ -50,6 +52,9 @@ class ExportSettings:
         if self.qat_epochs and self.quantize != "int8":
             raise UsageError(f"--qat_epochs needs --quantize=int8 (QAT ends in an int8 "
                              f"conversion), got --quantize={self.quantize}")
+        if self.latency_quantization not in MODES:
+            raise UsageError(f"--latency_quantization={self.latency_quantization!r} is unknown; "
+                             f"choose one of {', '.join(MODES)}")
         if self.int8_io and self.quantize != "int8":
             raise UsageError("--int8_io needs --quantize=int8")
         for name in ("calibration_images", "threads", "latency_runs", "batch_size", "qat_lr"):
@@ -95,7 +100,9 @@ def settings_from_flags():
         threads=_first(flags.export_threads, _flag(flags, "latency_threads"), 1),
         latency_runs=_first(flags.export_latency_runs, _flag(flags, "latency_runs"), 50),
         latency_warmup=_first(flags.export_latency_warmup, _flag(flags, "latency_warmup"), 10, 0),
-        latency_table=flags.latency_table, batch_size=flags.batch_size,
+        latency_table=flags.latency_table,
+        latency_quantization=_flag(flags, "latency_quantization") or "none",
+        batch_size=flags.batch_size,
         label_smoothing=flags.label_smoothing, momentum=flags.momentum)
 
 
@@ -125,8 +132,9 @@ def report_paths(output):
     return f"{root}.report.json", f"{root}.report.md"
 
 
-def predicted_latency(table, arch):
-    """(ms or None, note) from a latency table (proxyless_tf.latency, when it is installed)."""
+def predicted_latency(table, arch, quantize="none"):
+    """(ms or None, note) from a latency table (proxyless_tf.latency, when it is installed);
+    none, with a note, from a table timed in another format than the file's (`quantize`)."""
     if not table:
         return None, None
     if arch is None:
@@ -135,7 +143,11 @@ def predicted_latency(table, arch):
         from proxyless_tf import latency
     except ImportError:
         return None, "proxyless_tf.latency is not available"
-    return float(latency.LatencyTable.load(table).predict(arch)), None
+    loaded = latency.LatencyTable.load(table)
+    if loaded.quantization != quantize:
+        return None, (f"table {table} holds {loaded.quantization} latencies, the file is "
+                      f"--quantize={quantize} (a table for it: --latency_quantization={quantize})")
+    return float(loaded.predict(arch)), None
 
 
 def export_model(model, output, settings, splits, arch=None, source=None, weights="trained",
@@ -153,7 +165,8 @@ def export_model(model, output, settings, splits, arch=None, source=None, weight
     from proxyless_tf import blocks, io_utils, measure
 
     log = print if settings.verbose else (lambda *a, **k: None)
-    predicted, note = predicted_latency(settings.latency_table, arch)  # fail before the work
+    predicted, note = predicted_latency(settings.latency_table, arch,  # fail before the work
+                                        settings.quantize)
     io_utils.ensure_writable_dir(os.path.dirname(os.path.abspath(output)), "--output")
     num_classes = int(model.outputs[0].shape[-1])
     if labelled is None:

@@ -1,10 +1,11 @@
-"""Keras model -> TFLite flatbuffer, one function per quantization mode.
-
-Every mode goes through `proxyless_tf.measure.to_tflite`, the latency tables' converter, so a
-float32 export is converted exactly as the table's parts were.
+"""Keras model -> TFLite flatbuffer in each quantization mode: `convert` is
+`proxyless_tf.quantize.convert`, the function the latency tables convert their parts and
+networks with too (`latency.meter.Meter.prepare`), so an exported file of any mode is converted
+exactly as the table's parts of that mode were; the export calibrates int8 on held-out images
+(`representative_images`), the tables on random inputs.
 """
 
-MODES = ("none", "float16", "dynamic", "int8")
+from proxyless_tf.quantize import MODES, convert  # noqa: F401 (the export's API)
 
 
 def representative_images(dataset, count):
@@ -25,30 +26,3 @@ def representative_images(dataset, count):
             yield [image]
 
     return generate
-
-
-def convert(model, mode, representative=None, int8_io=False):
-    """TFLite bytes for a Keras 3 model, or for a tfmot QAT model (tf_keras) with mode 'qat'.
-
-    none: float32; float16: float16 weights (computed in float32 on CPU); dynamic: int8 weights,
-    float activations quantized on the fly; int8: full integer, activations calibrated on
-    `representative`; qat: full integer from the fake-quant ranges learned in training.
-    `int8_io` makes the model's input and output int8 too (int8 and qat only)."""
-    import tensorflow as tf
-    from proxyless_tf.measure import to_tflite
-
-    if mode == "none":
-        return to_tflite(model)
-    if mode == "float16":
-        return to_tflite(model, [tf.lite.Optimize.DEFAULT], supported_types=[tf.float16])
-    if mode == "dynamic":
-        return to_tflite(model, [tf.lite.Optimize.DEFAULT])
-    if mode not in ("int8", "qat"):
-        raise ValueError(f"unknown conversion mode {mode!r}")
-    # The converter insists on a representative dataset for full-integer output even for a QAT
-    # model, whose ranges come from its fake-quant layers.
-    if representative is None:
-        raise ValueError("int8 conversion needs a representative dataset")
-    io_type = tf.int8 if int8_io else None
-    return to_tflite(model, [tf.lite.Optimize.DEFAULT], representative,
-                     [tf.lite.OpsSet.TFLITE_BUILTINS_INT8], io_type, io_type)

@@ -113,22 +113,25 @@ def latency_misses(measured_ms, target_ms=None, predicted_ms=None, tolerance=MIS
 def reference_ratio(tflite_bytes, settings, rounds=RATIO_ROUNDS):
     """The network's latency over its reference's (`settings.target_reference`, the network of
     `settings.target_ratio`), the two timed in turn `rounds` times (the median of the rounds'
-    ratios), next to the target ratio; None without a ratio target, or for a quantized file
-    (the target is a float network's). On a shared machine an absolute latency holds for
-    minutes; the ratio of two networks timed together holds much longer, and is what a search
-    with --target_ratio aims at."""
+    ratios), next to the target ratio; None without a ratio target, or for a file of another
+    format than the target's (`settings.latency_quantization`; the reference, converted as the
+    latency table converts it, is timed in that format). On a shared machine an absolute
+    latency holds for minutes; the ratio of two networks timed together holds much longer, and
+    is what a search with --target_ratio aims at."""
     if settings.target_ratio is None or settings.target_reference is None or \
-            settings.kind != "float32":
+            settings.quantize != settings.latency_quantization:
         return None
     from proxyless_tf.latency.meter import Meter
-    reference = measure.to_tflite(Meter.network(settings.target_reference))
+    from proxyless_tf.quantize import convert_for_timing
+    reference = convert_for_timing(Meter.network(settings.target_reference), settings.quantize)
     timed = [[measure.latency_ms(model, threads=settings.threads, warmup=settings.latency_warmup,
                                  runs=settings.latency_runs)["median"]
               for model in (tflite_bytes, reference)] for _ in range(rounds)]
-    ratio = float(np.median([ms / reference_ms for ms, reference_ms in timed]))
+    # rounded before the misses are judged, so that the report's misses are its ratio's
+    ratio = round(float(np.median([ms / reference_ms for ms, reference_ms in timed])), 4)
     return {"reference": settings.target_reference.name, "rounds": rounds,
             "reference_ms": float(np.median([reference_ms for _, reference_ms in timed])),
-            "measured_ratio": round(ratio, 4), "target_ratio": settings.target_ratio,
+            "measured_ratio": ratio, "target_ratio": settings.target_ratio,
             "misses": ratio_misses(ratio, settings.target_ratio)}
 
 
@@ -212,9 +215,11 @@ def markdown(report):
         ("top-1 agreement with Keras", f"{100 * v['top1_agreement']:.2f}%"),
     ]
     if "keras_accuracy" in v:
-        rows += [("accuracy Keras / TFLite", f"{100 * v['keras_accuracy']:.2f}% / "
-                                             f"{100 * v['tflite_accuracy']:.2f}% "
-                                             f"(drop {v['accuracy_drop_points']:.2f} points)")]
+        label = "accuracy Keras / TFLite" if report["mode"] == "float32" else \
+            f"accuracy Keras (float32) / TFLite {report['mode']}"
+        rows += [(label,
+                  f"{100 * v['keras_accuracy']:.2f}% / {100 * v['tflite_accuracy']:.2f}% "
+                  f"(drop {v['accuracy_drop_points']:.2f} points)")]
         if "qat_keras_accuracy" in v:
             rows += [("accuracy QAT Keras model", f"{100 * v['qat_keras_accuracy']:.2f}%")]
     rows += _latency_rows(lat)

@@ -31,6 +31,7 @@ def latency_config_from_flags():
         runtime=FLAGS.latency_runtime, threads=FLAGS.latency_threads, batch=FLAGS.latency_batch,
         warmup=FLAGS.latency_warmup, runs=FLAGS.latency_runs, clean=FLAGS.latency_clean,
         quiet=FLAGS.latency_quiet, quiet_timeout=FLAGS.latency_quiet_timeout,
+        quantization=FLAGS.latency_quantization,
         table=FLAGS.latency_table, stat=FLAGS.latency_stat, cache_dir=FLAGS.latency_cache_dir,
         references=tuple(FLAGS.latency_references or ()), rounds=FLAGS.latency_rounds,
         calibrate=FLAGS.latency_calibrate, rebuild=FLAGS.latency_rebuild,

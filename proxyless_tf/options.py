@@ -241,6 +241,12 @@ flags.DEFINE_enum("latency_runtime", "tflite", ["tflite", "tf_cpu", "tf_gpu"],
 flags.DEFINE_integer("latency_threads", 1,
                      "Threads of the measured runtime (0: the runtime's default).")
 flags.DEFINE_integer("latency_batch", 1, "Batch size of the latency measurements.")
+flags.DEFINE_enum("latency_quantization", "none", ["none", "float16", "dynamic", "int8"],
+                  "The TFLite format latency is measured in (tflite runtime): none (float32), "
+                  "float16, dynamic or int8 (full integer, calibrated on random inputs, converted "
+                  "as `export --quantize=int8` converts). Recorded in every table and in the "
+                  "--latency_table=auto cache key; a table of another format is an error. Search "
+                  "for the format you ship: flags/mobile_int8.cfg.")
 flags.DEFINE_integer("latency_warmup", 10, "Untimed runs before each measurement.")
 flags.DEFINE_integer("latency_runs", 50, "Timed runs per measurement.")
 flags.DEFINE_integer("latency_rounds", 3,
@@ -268,6 +274,9 @@ flags.DEFINE_list("latency_references",
 flags.DEFINE_integer("latency_num_classes", None,
                      "latency build/validate: classes of the classifier entry (default: the "
                      "space preset's; imagenet 1000, small_input 10).")
+flags.DEFINE_list("compare_formats", ["none", "int8"],
+                  "latency compare: the --latency_quantization formats whose op costs are "
+                  "compared, the base first (the tables built here for each, cached).")
 flags.DEFINE_integer("validate_count", 30, "latency validate: random architectures (plus references).")
 flags.DEFINE_string("validate_dir", "runs/latency_validate",
                     "latency validate: where validate.json, validate.md and validate.png go.")

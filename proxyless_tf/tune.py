@@ -104,7 +104,8 @@ def latency_sources(space):
     # Not latency.objective_from_config: its LatencyObjective also checks --latency_loss,
     # which tuning does not use.
     if config.table:
-        table = latency.LatencyTable.load(config.table, stat=config.stat)
+        table = latency.LatencyTable.load(config.table, stat=config.stat,
+                                          quantization=config.quantization)
         table.space_costs(space)  # every candidate of every block must be in the table
         target = latency.resolve_target(table, space, config.target_ms, config.target_ratio,
                                         config.target_reference)

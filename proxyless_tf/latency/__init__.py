@@ -17,6 +17,7 @@ The modules, one concept each:
     sampling   networks drawn from a space to time end to end
     build      building and calibrating a table on this machine
     validate   predicted vs measured on random and reference networks, with a report
+    compare    the ops' costs in several TFLite formats (int8 / float32) and their order
     cache      the user cache of measurements made on this machine
     uncertainty  how well the rounds know a latency: noise, standard errors, bias beyond noise
     timing     timing networks until they are known well enough (adaptive rounds, drift, load)

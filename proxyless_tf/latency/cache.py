@@ -4,6 +4,8 @@ not cover), the whole networks the check timed, and the refitted tables.
 
     $XDG_CACHE_HOME/proxyless_tf/latency/   (default ~/.cache/proxyless_tf/latency/)
         tflite-1t-b1-<key>/                 one folder per host, runtime, threads, batch, space
+        tflite-int8-1t-b1-<key>/            ... and format (--latency_quantization; float32
+                                            folders name none, so older caches stay valid)
             key.json                        what <key> stands for, readable
             table.json                      the table built here for the space
             networks.json                   whole networks timed by the check
@@ -58,14 +60,18 @@ def network_digest(arch):
 
 
 class MachineCache:
-    """The cache folder of one host, runtime, threads, batch and space."""
+    """The cache folder of one host, runtime, threads, batch, format and space."""
 
     def __init__(self, root, space, meter):
         self.key = {"format": FORMAT, "host": host_description(), "runtime": meter.runtime,
                     "threads": meter.threads, "batch": meter.batch,
                     "space": space_digest(space)}
+        quantization = getattr(meter, "quantization", "none")
+        if quantization != "none":  # float32 keys as before: the caches built so far still hold
+            self.key["quantization"] = quantization
         digest = _digest([json.dumps(self.key, sort_keys=True)])
-        self.dir = os.path.join(root, f"{meter.runtime}-{meter.threads}t-b{meter.batch}-{digest}")
+        runtime = meter.runtime if quantization == "none" else f"{meter.runtime}-{quantization}"
+        self.dir = os.path.join(root, f"{runtime}-{meter.threads}t-b{meter.batch}-{digest}")
         self.table_path = os.path.join(self.dir, "table.json")
         self.networks_path = os.path.join(self.dir, "networks.json")
 

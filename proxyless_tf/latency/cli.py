@@ -1,4 +1,4 @@
-"""`python -m proxyless_tf.latency build|calibrate|predict|validate|measure [--flags]`
+"""`python -m proxyless_tf.latency build|calibrate|predict|validate|measure|compare [--flags]`
 
     build     measure a table for the flags' space into --output (resumes an interrupted build)
     calibrate fit a table's calibration again from whole networks (its parts as they are)
@@ -8,9 +8,12 @@
               timed as the check times, with more rounds (up to about a minute) while they
               disagree
     measure   one network end to end, next to its prediction and target when a table is set
+    compare   the ops' costs in each of --compare_formats (the tables built here, cached as for
+              --latency_table=auto), their ratios to the first format, and whether the ops' order
+              of cost changes: --output=DIR gets compare.json, compare.md and compare.png
 
 `--table=auto` (= `--latency_table=auto`) is the table built on this machine and cached
-(docs/latency.md).
+(docs/latency.md). Every command times and predicts in --latency_quantization's format.
 """
 
 import json
@@ -27,7 +30,8 @@ from proxyless_tf.latency.table import LatencyTable
 from proxyless_tf.latency.target import reference_network, resolve_target
 from proxyless_tf.latency.validate import validate
 
-USAGE = "usage: python -m proxyless_tf.latency build|calibrate|predict|validate|measure [--flags]"
+USAGE = ("usage: python -m proxyless_tf.latency build|calibrate|predict|validate|measure|compare "
+         "[--flags]")
 FLAGS = options.FLAGS
 
 
@@ -49,7 +53,8 @@ def _table(space, meter, command):
     if not FLAGS.latency_table:
         raise UsageError(f"latency {command} needs --table=TABLE (or --latency_table)")
     config = latency_config_from_flags()
-    return LatencyTable.load(table_path(space, meter, config), stat=config.stat)
+    return LatencyTable.load(table_path(space, meter, config), stat=config.stat,
+                             quantization=config.quantization)
 
 
 def _arch(space, command):
@@ -145,8 +150,33 @@ def validate_command(space):
     print(json.dumps(metrics))
 
 
+def compare_command(space):
+    """The ops' costs in each of --compare_formats, from the tables built on this machine for
+    them (measured now where the cache has none), into --output (a folder)."""
+    from proxyless_tf.latency import compare
+    from proxyless_tf.latency.machine import built_here
+    formats = [f for f in FLAGS.compare_formats if f]
+    if not FLAGS.output:
+        raise UsageError("latency compare needs --output=DIR (compare.json, .md and .png)")
+    if len(formats) < 2 or len(set(formats)) != len(formats):
+        raise UsageError(f"--compare_formats={','.join(formats)}: give two or more different "
+                         "formats, the base first (e.g. none,int8)")
+    config = latency_config_from_flags()
+    started, tables = time.time(), {}
+    for quantization in formats:
+        format_config = config.replace(quantization=quantization)
+        meter = format_config.meter()
+        configure_tf_threads(meter)
+        tables[quantization] = built_here(space, meter, format_config)
+    result = compare.compare_tables(space, tables)
+    paths = compare.write(result, FLAGS.output, f"{space.input_size}x{space.input_size}, "
+                          f"{config.runtime}, {config.threads} thread(s), batch {config.batch}")
+    print(compare.markdown(result), end="")
+    print(f"wrote {', '.join(paths)} in {time.time() - started:.1f}s")
+
+
 COMMANDS = {"build": build, "calibrate": recalibrate, "predict": predict,
-            "validate": validate_command, "measure": measure}
+            "validate": validate_command, "measure": measure, "compare": compare_command}
 
 
 def main(argv):

@@ -3,7 +3,7 @@ commands fill it from their --latency_* / --target_* flags, `proxyless_tf.flag_c
 Python API builds it from its keyword arguments). The defaults are the flags' defaults.
 
     the meter     how a network is timed here: runtime, threads, batch, warmup, runs, clean,
-                  quiet, quiet_timeout (`meter()` makes the Meter)
+                  quiet, quiet_timeout, quantization (`meter()` makes the Meter)
     the table     table (a path, or AUTO: the one built on this machine, cached), stat,
                   cache_dir; building one: references, rounds, calibrate, rebuild
     the check     check, check_networks, recheck (and rounds) of `check.py`
@@ -30,6 +30,8 @@ class LatencyConfig:
     clean: bool = True               # tflite, 1 thread: drop runs during which it was preempted
     quiet: float = 0.0               # > 0: first wait until the CPUs are at most this busy
     quiet_timeout: float = 60.0      # seconds
+    quantization: str = "none"       # the TFLite format timed: none (float32), float16, dynamic,
+                                     # int8 (`quantize.MODES`); a table must record the same
     # the table
     table: Optional[str] = None      # a path, or "auto"; None: no latency term
     stat: str = "auto"               # auto, mean or median
@@ -62,7 +64,7 @@ class LatencyConfig:
         """The Meter of these settings (a new one each time: a meter counts its waiting)."""
         from proxyless_tf.latency.meter import Meter
         return Meter(self.runtime, self.threads, self.batch, self.warmup, self.runs, self.clean,
-                     self.quiet, self.quiet_timeout)
+                     self.quiet, self.quiet_timeout, self.quantization)
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)

@@ -33,7 +33,7 @@ def built_here(space, meter, config, progress=True):
     if not os.path.exists(path) or LatencyTable.load(path).missing(space):
         build_table(space, meter, path, list(config.references), progress=progress,
                     rounds=config.rounds, calibration=config.calibrate)
-    return LatencyTable.load(path, stat=config.stat)
+    return LatencyTable.load(path, stat=config.stat, quantization=config.quantization)
 
 
 def load_table(space, meter, config, build_missing=True, progress=True):
@@ -41,7 +41,7 @@ def load_table(space, meter, config, build_missing=True, progress=True):
     entries for this space, gives the one built here (`built_here`)."""
     if config.table == AUTO:
         return built_here(space, meter, config, progress)
-    table = LatencyTable.load(config.table, stat=config.stat)
+    table = LatencyTable.load(config.table, stat=config.stat, quantization=config.quantization)
     missing = table.missing(space)
     if missing and build_missing:
         print(f"latency table {table.source} has no entry for {len(missing)} part(s) of this "

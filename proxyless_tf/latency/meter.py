@@ -9,6 +9,7 @@ import numpy as np
 
 from proxyless_tf.errors import UsageError
 from proxyless_tf.latency.progress import progress_bar
+from proxyless_tf.latency.table import require_quantization, table_quantization
 
 RUNTIMES = ("tflite", "tf_cpu", "tf_gpu")
 
@@ -25,6 +26,7 @@ class Meter:
     clean: bool = True         # tflite, 1 thread: drop runs during which the thread was preempted
     quiet: float = 0.0         # > 0: first wait until the CPUs are at most this busy
     quiet_timeout: float = 60.0
+    quantization: str = "none"  # the TFLite format timed: none (float32), float16, dynamic, int8
     waited: float = dataclasses.field(default=0.0, compare=False)  # seconds spent on `quiet`
 
     def __post_init__(self):
@@ -33,20 +35,31 @@ class Meter:
         if self.threads < 0 or self.batch < 1 or self.warmup < 0 or self.runs < 1:
             raise UsageError("--latency_threads must be >= 0, --latency_batch and --latency_runs "
                              ">= 1, --latency_warmup >= 0")
+        from proxyless_tf.quantize import MODES
+        if self.quantization not in MODES:
+            raise UsageError(f"--latency_quantization={self.quantization!r}: use one of "
+                             f"{', '.join(MODES)}")
+        if self.quantization != "none" and self.runtime != "tflite":
+            raise UsageError(f"--latency_quantization={self.quantization} times TFLite files: it "
+                             f"needs --latency_runtime=tflite, not {self.runtime}")
 
     def settings(self):
         return {"runtime": self.runtime, "threads": self.threads, "batch": self.batch,
-                "warmup": self.warmup, "runs": self.runs}
+                "warmup": self.warmup, "runs": self.runs, "quantization": self.quantization}
 
     def describe(self):
-        return f"{self.runtime}, {self.threads} thread(s), batch {self.batch}"
+        quantized = "" if self.quantization == "none" else f", {self.quantization}"
+        return f"{self.runtime}{quantized}, {self.threads} thread(s), batch {self.batch}"
 
     def compatible(self, settings):
-        """Entries measured with other runtime/threads/batch settings must not be mixed."""
-        return all(settings.get(k) == getattr(self, k) for k in ("runtime", "threads", "batch"))
+        """Entries measured with other runtime/threads/batch settings or in another format
+        (quantization; none where a table records none) must not be mixed."""
+        return all(settings.get(k) == getattr(self, k) for k in ("runtime", "threads", "batch")) \
+            and table_quantization(settings) == self.quantization
 
     def require_compatible(self, settings, what, remedy):
         """A one-line UsageError unless `settings` (of the table `what`) match this meter's."""
+        require_quantization(settings, self.quantization, what)
         if not self.compatible(settings):
             raise UsageError(
                 f"{what} was measured with runtime={settings.get('runtime')}, "
@@ -67,9 +80,19 @@ class Meter:
                                  "measured elsewhere works here with --latency_table)")
 
     def prepare(self, model):
-        """What `time` runs: TFLite bytes for tflite, the Keras model for the TF runtimes."""
-        from proxyless_tf import measure
-        return measure.to_tflite(model) if self.runtime == "tflite" else model
+        """What `time` runs: TFLite bytes for tflite (converted as `quantization` ships,
+        `quantize.convert_for_timing`), the Keras model for the TF runtimes."""
+        from proxyless_tf.quantize import convert_for_timing
+        return convert_for_timing(model, self.quantization) if self.runtime == "tflite" \
+            else model
+
+    def prepare_part(self, model):
+        """`prepare` for a part of a network (a table entry): an int8 part keeps int8 input
+        and output, as it runs inside an int8 network (`quantize.convert_for_timing`)."""
+        if self.runtime == "tflite" and self.quantization == "int8":
+            from proxyless_tf.quantize import convert_for_timing
+            return convert_for_timing(model, self.quantization, interior=True)
+        return self.prepare(model)
 
     def _timing(self, prepared):
         from proxyless_tf import measure

@@ -11,6 +11,8 @@ latency is
 
 where `settings["calibration"]` holds factor, ms_per_mweight (`latency build`/`calibrate`) and
 offset_ms (a refit to another machine, `check.py`); without it the prediction is the plain sum.
+`settings["quantization"]` is the TFLite format the entries were timed in (none = float32, the
+default of tables that record none; int8, ...: --latency_quantization), which every use checks.
 A refit may also scale each group of parts (`Part.group`: the blocks by depthwise kernel, the
 rest 'fixed') by its own `group_scales[group]`, the fixed group carrying the invoke overhead
 and offset_ms; every term stays a sum over the parts, so E[LAT] stays differentiable.
@@ -29,6 +31,25 @@ from proxyless_tf.latency.parts import FIXED_GROUP, OVERHEAD_KEY, arch_parts, sp
 
 FORMAT = "proxyless_tf.latency/1"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+QUANTIZATION_FLAG = "--latency_quantization"
+
+
+def table_quantization(settings):
+    """The TFLite format a table's entries were timed in (`settings["quantization"]`: none,
+    float16, dynamic or int8); tables that record none are float32 ("none")."""
+    return (settings or {}).get("quantization") or "none"
+
+
+def require_quantization(settings, quantization, what, flag=QUANTIZATION_FLAG):
+    """A one-line UsageError when the table `what` (its `settings`) was timed in another format
+    than `quantization`, the one asked for: a float32 table does not predict an int8 network."""
+    recorded = table_quantization(settings)
+    if recorded != quantization:
+        raise UsageError(f"{what} holds latencies of {recorded} TFLite files "
+                         f"(quantization={recorded}), not {flag}={quantization}: pass "
+                         f"{flag}={recorded} to use it, or use a {quantization} table "
+                         f"(--latency_table=auto builds one here, or `python -m "
+                         f"proxyless_tf.latency build {flag}={quantization} --output=...`)")
 
 
 def resolve_table_path(path):
@@ -84,7 +105,17 @@ class LatencyTable:
 
     # loading and saving
     @classmethod
-    def load(cls, path, stat="auto"):
+    def load(cls, path, stat="auto", quantization=None):
+        """The table at `path`; with `quantization`, a one-line error unless its entries were
+        timed in that format (`require_quantization`)."""
+        table = cls._load(path, stat)
+        if quantization is not None:
+            require_quantization(table.settings, quantization,
+                                 f"latency table {table.source!r}")
+        return table
+
+    @classmethod
+    def _load(cls, path, stat):
         path = resolve_table_path(path)
         if not os.path.exists(path):
             raise UsageError(f"latency table {path!r} does not exist; build one with "
@@ -133,6 +164,11 @@ class LatencyTable:
         if self.stat == "mean" or (self.stat == "auto" and "median" not in entry):
             return float(entry["mean"])
         return float(entry["median"])
+
+    @property
+    def quantization(self):
+        """The TFLite format its entries were timed in (none = float32, `table_quantization`)."""
+        return table_quantization(self.settings)
 
     @property
     def overhead_ms(self):
