@@ -17,6 +17,7 @@ running (the latency check and the export time networks).
 
 import argparse
 import datetime
+import glob
 import json
 import os
 import statistics
@@ -37,6 +38,8 @@ def parse_args(argv=None):
     parser.add_argument("--pause_s", type=float, default=5.0,
                         help="a release phase longer than this is a stall")
     parser.add_argument("--output_dir", default="runs/default_job")
+    parser.add_argument("--flagfile", action="append", default=[],
+                        help="more flags for the job, e.g. flags/mobile_int8.cfg")
     args = parser.parse_args(argv)
     if args.runs < 1:
         sys.exit(f"--runs={args.runs}: at least 1")
@@ -52,7 +55,8 @@ def run_once(args, folder):
     wall_s = round(time.time() - started, 1)
     with open(os.path.join(folder, "phases.json")) as f:
         phases = json.load(f)
-    with open(os.path.join(folder, "derived.float32.report.json")) as f:
+    reports = glob.glob(os.path.join(folder, "derived.*.report.json"))  # float32, int8, ...
+    with open(reports[0]) as f:
         latency = json.load(f)["latency"]
     with open(os.path.join(folder, "results.json")) as f:
         results = json.load(f)
