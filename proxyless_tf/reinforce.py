@@ -112,6 +112,7 @@ class Reinforce:
         self.candidates = [m.candidates for m in supernet.mixed_ops]
         self.alphas = [m.alpha for m in supernet.mixed_ops]
         self.rng = np.random.default_rng(seed)
+        self.lr = lr  # a resumed search steps at this rate, not the checkpoint's
         self.optimizer = optimizer or keras.optimizers.Adam(lr, beta_1=beta1, beta_2=beta2,
                                                             epsilon=1e-8)
         self.optimizer.build(self.alphas)

@@ -207,6 +207,8 @@ class BilevelSearch:
             # Adam keeps its learning rate in a variable, which the checkpoint restores: the
             # rate asked for now wins (a search resumed from a warm-up with another --arch_lr).
             self.arch_optimizer.learning_rate.assign(self.config.arch_lr)
+            if self.reinforce is not None and self.reinforce.optimizer is not self.arch_optimizer:
+                self.reinforce.optimizer.learning_rate.assign(self.reinforce.lr)
         return int(self.epoch.numpy())
 
     def _checkpoint_of(self, path):

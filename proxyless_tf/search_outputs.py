@@ -110,16 +110,17 @@ class PhaseClock:
     def lap(self, phase, until=None):
         """Adds the time since the last lap (up to `until`, a time.time()) to `phase`."""
         now = time.time() if until is None else until
-        self.seconds[phase] = round(self.seconds.get(phase, 0.0) + now - self._at, 1)
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self._at
         self._at = now
         return self.seconds[phase]
 
     def total_s(self):
-        return round(sum(self.seconds.values()), 1)
+        return sum(self.seconds.values())
 
     def line(self):
         parts = ", ".join(f"{phase} {s:.0f} s" for phase, s in self.seconds.items())
         return f"time: {parts}; total {self.total_s():.0f} s"
 
     def write(self, path):
-        io_utils.write_json(path, dict(self.seconds, total=self.total_s()))
+        rounded = {phase: round(s, 1) for phase, s in self.seconds.items()}
+        io_utils.write_json(path, dict(rounded, total=round(self.total_s(), 1)))
