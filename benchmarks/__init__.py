@@ -2,6 +2,8 @@
 
     python -m benchmarks.cifar10_quality --quick
     python -m benchmarks.nas_bench_macro --quick
+    python -m benchmarks.default_job --runs=1 --quick   # the default job N times: wall time
+                                                        # per phase, stalls (docs/benchmarks.md)
 
 Each benchmark's own module is its runner (its flags, its steps in order, its console); what
 several share is a module of its own: `stats` (rank correlations, ANOVA), `reports` (markdown

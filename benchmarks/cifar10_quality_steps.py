@@ -99,7 +99,9 @@ def latency_spec():
     """The flags that decide the searches' table and T (a rerun must give the same)."""
     target_ms, ratio = target_flags()
     return {"latency_table": FLAGS.latency_table or BUILD, "latency_check": FLAGS.latency_check,
-            "latency_stat": FLAGS.latency_stat, "target_ms": target_ms, "target_ratio": ratio,
+            "latency_stat": FLAGS.latency_stat,
+            "latency_quantization": FLAGS.latency_quantization,
+            "target_ms": target_ms, "target_ratio": ratio,
             "target_reference": FLAGS.target_reference if ratio is not None else None}
 
 
@@ -119,14 +121,17 @@ def latency_model(space, out, meter, steps):
     spec = latency_spec()
     if os.path.exists(target_path) and os.path.exists(table_path):
         saved = io_utils.read_json(target_path, what="target file")
-        changed = [k for k in spec if (saved.get("flags") or {}).get(k) != spec[k]]
+        # runs from before --latency_quantization was recorded were float32
+        flags = {"latency_quantization": "none", **(saved.get("flags") or {})}
+        changed = [k for k in spec if flags.get(k) != spec[k]]
         if changed:
             raise UsageError(f"{out} was run with other latency flags (--{changed[0]}: "
-                             f"{(saved.get('flags') or {}).get(changed[0])!r}, now "
+                             f"{flags.get(changed[0])!r}, now "
                              f"{spec[changed[0]]!r}); use another --output_dir or the same flags")
         steps.say(f"latency table {table_path} and T = {saved['target_ms']:.4f} ms: from the "
                   "first run of this benchmark")
-        return (latency.LatencyTable.load(table_path, stat=FLAGS.latency_stat), table_path,
+        return (latency.LatencyTable.load(table_path, stat=FLAGS.latency_stat,
+                                          quantization=FLAGS.latency_quantization), table_path,
                 float(saved["target_ms"]))
     target_ms, ratio = spec["target_ms"], spec["target_ratio"]
     reference_ms = None
@@ -154,7 +159,8 @@ def latency_model(space, out, meter, steps):
     table.save(table_path)
     io_utils.write_json(target_path, {"target_ms": target, "flags": spec, "table_from": source,
                                       "reference_measured_ms": reference_ms})
-    return latency.LatencyTable.load(table_path, stat=FLAGS.latency_stat), table_path, target
+    return (latency.LatencyTable.load(table_path, stat=FLAGS.latency_stat,
+                                      quantization=FLAGS.latency_quantization), table_path, target)
 
 
 def search_results(out, seed):
@@ -179,6 +185,7 @@ def run_search(seed, out, table_path, target, recipe, steps):
     os.makedirs(net_dir, exist_ok=True)
     args = [f"--flagfile={recipe}", f"--output_dir={search_dir}", f"--seed={seed}",
             f"--latency_table={table_path}", "--nolatency_check",  # checked once, above
+            f"--latency_quantization={FLAGS.latency_quantization}",
             f"--latency_stat={FLAGS.latency_stat}", f"--target_ms={target!r}",
             f"--latency_loss={FLAGS.latency_loss}", f"--latency_beta={FLAGS.latency_beta}"]
     seed_epochs = seed_network_epochs()

@@ -43,6 +43,8 @@ def publish(out, docs):
 
 
 def _yes(value):
+    if value is None:
+        return "not judged (no gradient search in this run)"
     return "**met**" if value else "not met"
 
 

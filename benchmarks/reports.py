@@ -23,16 +23,13 @@ def signed(value, digits=2):
 
 
 def pyplot():
-    """matplotlib.pyplot on the Agg backend: figures are only ever written to files."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+    """matplotlib.pyplot on the Agg backend (`proxyless_tf.plots.pyplot`): figures are only
+    ever written to files. Imported on first use: a benchmark's flag errors come first."""
+    from proxyless_tf import plots
+    return plots.pyplot()
 
 
 def save_png(fig, path, dpi=110):
-    """Writes `fig` to `path` as a PNG, whole (a temporary file renamed over it), and closes it."""
-    from proxyless_tf import io_utils
-    with io_utils.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    pyplot().close(fig)
+    """Writes `fig` to `path` as a PNG, whole, and closes it (`proxyless_tf.plots.save_png`)."""
+    from proxyless_tf import plots
+    plots.save_png(fig, path, dpi)

@@ -13,12 +13,14 @@ groups' medians agree; the check fits one scale per group. The table built here 
 
 import argparse
 import json
-import os
 import re
 
 import numpy as np
 
+from benchmarks.commands import main_of
+from proxyless_tf.errors import UsageError
 from proxyless_tf.latency.table import LatencyTable
+from proxyless_tf.quantize import kind
 
 BLOCK = re.compile(r"expand:(\d+)-kernel:(\d+)")
 
@@ -46,15 +48,19 @@ def drift(first, second):
     return rows
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("first", help="a latency table (e.g. the shipped one)")
-    parser.add_argument("second", help="a latency table of the same space from another machine")
-    args = parser.parse_args()
-    for path in (args.first, args.second):
-        if not os.path.exists(path):
-            parser.error(f"{path}: no such table")
+    parser.add_argument("second", help="a latency table of the same space from another machine, "
+                                       "timed in the same TFLite format")
+    args = parser.parse_args(argv)
+    # a missing or unreadable table is LatencyTable.load's one-line UsageError (main_of)
     first, second = LatencyTable.load(args.first), LatencyTable.load(args.second)
+    if first.quantization != second.quantization:  # the format's speed-up, not the drift
+        raise UsageError(f"{args.first} holds {kind(first.quantization)} latencies, "
+                         f"{args.second} {kind(second.quantization)} ones: compare two tables "
+                         f"of one TFLite format (`python -m proxyless_tf.latency build "
+                         f"--latency_quantization=...`)")
     rows = drift(first, second)
     if not rows:
         parser.error("the two tables have no entry in common (tables of different spaces?)")
@@ -67,4 +73,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main_of(main)()

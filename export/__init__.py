@@ -16,8 +16,7 @@ import dataclasses
 import os
 
 from proxyless_tf.errors import UsageError
-
-MODES = ("none", "float16", "dynamic", "int8")
+from proxyless_tf.quantize import MODES, kind
 
 
 @dataclasses.dataclass
@@ -70,7 +69,7 @@ class ExportSettings:
         """What the file holds: float32, float16, dynamic, int8 or int8_qat."""
         if self.qat_epochs:
             return "int8_qat"
-        return {"none": "float32"}.get(self.quantize, self.quantize)
+        return kind(self.quantize)
 
 
 def _flag(flags, name):
@@ -84,7 +83,11 @@ def _first(explicit, shared, default, minimum=1):
     return shared if shared is not None and shared >= minimum else default
 
 
-def settings_from_flags():
+def settings_from_flags(require_table=False):
+    """The ExportSettings of the flags; --latency_table=auto resolved to this machine's table
+    for the flags' space and --latency_quantization. `require_table`: the table must be there
+    now (train --export_tflite and the export read it after their work: a missing one fails
+    here, before it; the search builds its table first, and reports against that one)."""
     from proxyless_tf import options
     flags = options.FLAGS
     quantize = flags.quantize
@@ -100,10 +103,34 @@ def settings_from_flags():
         threads=_first(flags.export_threads, _flag(flags, "latency_threads"), 1),
         latency_runs=_first(flags.export_latency_runs, _flag(flags, "latency_runs"), 50),
         latency_warmup=_first(flags.export_latency_warmup, _flag(flags, "latency_warmup"), 10, 0),
-        latency_table=flags.latency_table,
+        latency_table=_latency_table(require_table),
         latency_quantization=_flag(flags, "latency_quantization") or "none",
         batch_size=flags.batch_size,
         label_smoothing=flags.label_smoothing, momentum=flags.momentum)
+
+
+def _latency_table(require):
+    """--latency_table as a file (None without one): `auto` is the table built on this machine
+    (`latency.table_path`); with `require`, a table that is missing or unreadable is a one-line
+    UsageError now."""
+    from proxyless_tf import options
+    spec = _flag(options.FLAGS, "latency_table")
+    if not spec:
+        return None
+    from proxyless_tf import latency
+    path = spec
+    if spec == latency.AUTO:
+        from proxyless_tf.flag_configs import latency_config_from_flags
+        config = latency_config_from_flags()
+        path = latency.table_path(options.space_from_flags(), config.meter(), config)
+        if require and not os.path.exists(path):
+            raise UsageError(f"--latency_table=auto: this machine has no "
+                             f"{kind(config.quantization)} table for the space yet ({path}); "
+                             f"build it first with `python -m proxyless_tf.latency build` and "
+                             f"the same flags, --output={path}")
+    if require:
+        latency.LatencyTable.load(path)  # missing or not a table: an error before the work
+    return path
 
 
 def _ratio_target():
@@ -209,6 +236,13 @@ def export_model(model, output, settings, splits, arch=None, source=None, weight
     timing = measure.latency_ms(tflite, threads=settings.threads, warmup=settings.latency_warmup,
                                 runs=settings.latency_runs)
     ratio = report_lib.reference_ratio(tflite, settings)
+    target_ms, target_note = settings.target_ms, None
+    if target_ms is not None and settings.quantize != settings.latency_quantization:
+        # as the ratio (report_lib.reference_ratio): a target is of one format's latency
+        target_ms, target_note = None, (
+            f"the target {settings.target_ms:.3f} ms is a {kind(settings.latency_quantization)} "
+            f"latency (--latency_quantization={settings.latency_quantization}), the file is "
+            f"{kind(settings.quantize)}: not compared")
     report = {
         "format": report_lib.FORMAT, "tflite": output, "source": source or "keras model",
         "weights": weights, "arch": arch.name if arch else None,
@@ -221,9 +255,8 @@ def export_model(model, output, settings, splits, arch=None, source=None, weight
                     "p90_ms": timing["p90"], "mean_ms": timing["mean"],
                     "std_ms": float(np.sqrt(timing["var"])), "predicted_ms": predicted,
                     "predicted_note": note, "table": settings.latency_table,
-                    "target_ms": settings.target_ms,
-                    "misses": report_lib.latency_misses(timing["median"], settings.target_ms,
-                                                        predicted),
+                    "target_ms": target_ms, "target_note": target_note,
+                    "misses": report_lib.latency_misses(timing["median"], target_ms, predicted),
                     "ratio": ratio},
     }
     if qat_info:
@@ -241,7 +274,9 @@ def export_model(model, output, settings, splits, arch=None, source=None, weight
     log(f"latency median {timing['median']:.3f} ms, p90 {timing['p90']:.3f} ms "
         f"({settings.threads} thread(s), batch 1)"
         + (f"; predicted {predicted:.3f} ms" if predicted is not None else "")
-        + (f"; target {settings.target_ms:.3f} ms" if settings.target_ms is not None else ""))
+        + (f"; target {target_ms:.3f} ms" if target_ms is not None else ""))
+    if target_note:
+        log(f"note: {target_note}")
     if ratio:
         log(f"latency / reference {ratio['reference']}: {ratio['measured_ratio']:.3f} "
             f"(target ratio {ratio['target_ratio']:.3f}; {ratio['rounds']} rounds in turn)")

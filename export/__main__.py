@@ -121,7 +121,7 @@ def main(argv):
         raise UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.set_verbosity(logging.WARNING)
-    settings = export.settings_from_flags()
+    settings = export.settings_from_flags(require_table=True)
     if FLAGS.output is not None and not FLAGS.output.endswith(".tflite"):
         raise UsageError(f"--output={FLAGS.output!r} should end in .tflite")
     if FLAGS.model:

@@ -166,6 +166,8 @@ def _latency_rows(lat):
     if lat.get("target_ms") is not None:
         off = 100 * (lat["median_ms"] / lat["target_ms"] - 1)
         rows += [("latency target", f"{lat['target_ms']:.3f} ms (measured {off:+.1f}%)")]
+    elif lat.get("target_note"):
+        rows += [("latency target", lat["target_note"])]
     if lat.get("predicted_ms") is not None:
         off = 100 * (lat["median_ms"] / lat["predicted_ms"] - 1)
         rows += [("predicted latency", f"{lat['predicted_ms']:.3f} ms (table {lat['table']}; "

@@ -329,8 +329,10 @@ def export_derived(search: "BilevelSearch", arch: architecture.Architecture, out
     import export
     settings = settings or export.ExportSettings()
     if search.objective is not None:
-        settings = dataclasses.replace(settings, latency_table=search.objective.table.source,
-                                       target_ms=search.objective.target_ms)
+        settings = dataclasses.replace(
+            settings, latency_table=search.objective.table.source,
+            target_ms=search.objective.target_ms,
+            latency_quantization=search.objective.table.quantization)
     return export.export_model(search.derived_model, output, settings, splits=search.splits,
                                arch=arch, source="search (supernet weights, batch norm "
                                "re-estimated)", weights="supernet", dataset=dataset,

@@ -19,14 +19,33 @@ Arch = Union[architecture.Architecture, str]
 Table = Union["LatencyTable", str]
 
 
-def latency_table(path: Table, stat: str = "auto") -> "LatencyTable":
+def latency_table(path: Table, stat: str = "auto",
+                  quantization: Optional[str] = None) -> "LatencyTable":
     """A latency table: a JSON file written by `python -m proxyless_tf.latency build`, the
     official mobile_trim.yaml, or a shipped one ("proxyless_tf/tables/mobile_32.json" is found
-    from any working directory). A LatencyTable is returned as it is."""
+    from any working directory). A LatencyTable is returned as it is. `quantization` ("none"
+    (float32), "float16", "dynamic", "int8"): a UsageError unless the table was timed in that
+    TFLite format."""
     from proxyless_tf import latency
-    if isinstance(path, latency.LatencyTable):
-        return path
-    return latency.LatencyTable.load(os.fspath(path), stat=stat)
+    table = path if isinstance(path, latency.LatencyTable) else \
+        latency.LatencyTable.load(os.fspath(path), stat=stat)
+    if quantization is not None:
+        _require_quantization(table, quantization)
+    return table
+
+
+_QUANTIZATION_SETTING = "quantization='{}'"  # how this API sets a format
+
+
+def _require_quantization(table, quantization):
+    from proxyless_tf.latency.table import require_quantization
+    from proxyless_tf.quantize import MODES
+    if quantization not in MODES:
+        raise UsageError(f"quantization={quantization!r}: use one of {', '.join(MODES)}")
+    require_quantization(table.settings, quantization, f"latency table {table.source!r}",
+                         _QUANTIZATION_SETTING,
+                         remedy="`python -m proxyless_tf.latency build "
+                                f"--latency_quantization={quantization} --output=...`")
 
 
 # How the latency check names its settings in this API (the commands name their flags).
@@ -34,7 +53,8 @@ _CHECK_WORDS = {"table": "latency table {}", "off": "pass latency_check=False",
                 "compatible": "pass a meter= with its settings, or latency_check=False to use "
                               "it as it is",
                 "check": "latency check", "cache": "cache_dir", "gpu": "runtime='tf_gpu'",
-                "auto": "a table built here (python -m proxyless_tf.latency build)"}
+                "auto": "a table built here (python -m proxyless_tf.latency build)",
+                "quantization": _QUANTIZATION_SETTING}
 
 
 def latency_objective(space: search_space.SearchSpace, table: Table, *,
@@ -45,6 +65,7 @@ def latency_objective(space: search_space.SearchSpace, table: Table, *,
                       latency_check: bool = True, meter: Optional["Meter"] = None,
                       check_networks: int = 2, rounds: int = 3,
                       recheck: bool = False, cache_dir: Optional[str] = None,
+                      quantization: Optional[str] = None,
                       verbose: int = 1) -> "LatencyObjective":
     """The search's latency term for `space`: E[LAT] from `table` and the loss form
     `latency_loss` ("lambda", "mul_log", "add_linear", "abs", "hinge") around the target T,
@@ -58,7 +79,11 @@ def latency_objective(space: search_space.SearchSpace, table: Table, *,
     a table still off by more than 10% is a UsageError. A ratio target then refers to the
     reference as measured here. Measurements are cached in `cache_dir` (default
     ~/.cache/proxyless_tf/latency); a later check re-times the reference and what has drifted.
-    Turn it off for a table measured on the target device."""
+    Turn it off for a table measured on the target device.
+
+    `quantization`: the TFLite format the latency is of ("none" = float32, "float16",
+    "dynamic", "int8"; default: the table's own, `LatencyTable.quantization`); a table timed in
+    another format is a UsageError, and the check times networks in this format."""
     from proxyless_tf.latency import machine
     from proxyless_tf.latency.config import LatencyConfig
     from proxyless_tf.latency.objective import objective_of
@@ -69,12 +94,15 @@ def latency_objective(space: search_space.SearchSpace, table: Table, *,
                          "(R times target_reference's latency), not " +
                          ("both" if target_ms is not None else "neither"))
     check_target_values(target_ms, target_ratio)  # before any timing
-    config = LatencyConfig(
+    table = latency_table(table)
+    if quantization is None:
+        quantization = table.quantization
+    _require_quantization(table, quantization)
+    config = LatencyConfig(quantization=quantization,
         target_ms=target_ms, target_ratio=target_ratio, target_reference=target_reference,
         loss=latency_loss, lam=latency_lambda, a=latency_a, b=latency_b, beta=latency_beta,
         check=latency_check, check_networks=check_networks, rounds=rounds, recheck=recheck,
         cache_dir=cache_dir)
-    table = latency_table(table)
     reference_ms = None
     if config.check:
         reference = resolve_arch(target_reference, space, "target_reference") \

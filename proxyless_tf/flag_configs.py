@@ -1,8 +1,8 @@
 """The commands' flags (`options.py`) as the library's configs: the one place where the
 --latency_*, --target_*, --reinforce_* and --strategy flags become LatencyConfig,
 ReinforceConfig and DistributeConfig. The library takes configs and never reads flags; the
-commands (search, train, tune, show, latency, export) call these. Importing this module does
-not load TensorFlow.
+commands (search, train, tune, latency, export) and the benchmarks call these. Importing this
+module does not load TensorFlow.
 """
 
 from proxyless_tf import options

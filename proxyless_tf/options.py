@@ -12,6 +12,7 @@ from absl import flags
 from proxyless_tf import search_space
 from proxyless_tf.errors import UsageError
 from proxyless_tf.ops import parse_op
+from proxyless_tf.quantize import MODES
 
 FLAGS = flags.FLAGS
 
@@ -241,7 +242,7 @@ flags.DEFINE_enum("latency_runtime", "tflite", ["tflite", "tf_cpu", "tf_gpu"],
 flags.DEFINE_integer("latency_threads", 1,
                      "Threads of the measured runtime (0: the runtime's default).")
 flags.DEFINE_integer("latency_batch", 1, "Batch size of the latency measurements.")
-flags.DEFINE_enum("latency_quantization", "none", ["none", "float16", "dynamic", "int8"],
+flags.DEFINE_enum("latency_quantization", "none", list(MODES),
                   "The TFLite format latency is measured in (tflite runtime): none (float32), "
                   "float16, dynamic or int8 (full integer, calibrated on random inputs, converted "
                   "as `export --quantize=int8` converts). Recorded in every table and in the "

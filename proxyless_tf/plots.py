@@ -9,6 +9,19 @@ import numpy as np  # noqa: E402
 from proxyless_tf import io_utils  # noqa: E402
 
 
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (figures are only ever written to files)."""
+    return plt
+
+
+def save_png(fig, path, dpi=100):
+    """Writes `fig` to `path` as a PNG, whole (a temporary file renamed over it: a reader never
+    sees half a file), and closes it. Every PNG of the project is written through here."""
+    with io_utils.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)
+
+
 def probabilities_png(supernet, history, path, derived_ops=None):
     """Left: final path probabilities per block (rows) and op (columns), the derived op outlined
     (`derived_ops`, one per searchable block; default: the argmax). Right: probability of each
@@ -40,6 +53,4 @@ def probabilities_png(supernet, history, path, derived_ops=None):
         right.legend(fontsize=6, ncol=2)
     right.set_title("probabilities over the search")
     fig.tight_layout()
-    with io_utils.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=90)

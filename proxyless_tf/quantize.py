@@ -8,18 +8,19 @@ table's int8 parts are converted exactly as the int8 file that ships.
     dynamic  int8 weights, float activations quantized on the fly
     int8     full integer, activations calibrated on a representative dataset
     qat      full integer from the fake-quant ranges of quantization-aware training (export)
+
+MODES is the one list of the formats (the --quantize and --latency_quantization flags, the
+export's settings, the meters, `latency compare`); `kind` names one to a user. Importing this
+module loads neither NumPy nor TensorFlow (options.py takes MODES from it).
 """
 
-import numpy as np
-
 MODES = ("none", "float16", "dynamic", "int8")
-KINDS = {"none": "float32", "float16": "float16", "dynamic": "dynamic", "int8": "int8"}
 CALIBRATION_SAMPLES = 8  # random inputs that calibrate a timed model's int8 activations
 
 
 def kind(mode):
-    """What a file of `mode` holds, in words: float32, float16, dynamic or int8."""
-    return KINDS.get(mode, mode)
+    """What a file of `mode` holds, in words: float32 (mode none), float16, dynamic or int8."""
+    return "float32" if mode == "none" else mode
 
 
 def convert(model, mode, representative=None, int8_io=False):
@@ -52,6 +53,7 @@ def random_representative(model, count=CALIBRATION_SAMPLES, seed=0):
     """A representative_dataset of `count` random inputs of `model`'s input shape (batch 1,
     uniform in [-1, 1] like the inputs the timing feeds, `measure.latency_ms`): what calibrates
     a model that is only timed, never evaluated."""
+    import numpy as np
     shape = [1] + [int(d) for d in model.inputs[0].shape[1:]]
     rng = np.random.default_rng(seed)
     samples = [rng.uniform(-1, 1, size=shape).astype(np.float32) for _ in range(count)]

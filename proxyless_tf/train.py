@@ -252,7 +252,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     config = config_from_flags()
     if FLAGS.export_tflite:
-        export_settings = export.settings_from_flags()  # check the export flags before training
+        export_settings = export.settings_from_flags(require_table=True)  # before training
     spec = default_arch_spec()
     arch = resolve_for_training(spec)
     check_input_size(arch.input_size, f"--arch={spec}", FLAGS.dataset, FLAGS.data_dir)

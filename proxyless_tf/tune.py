@@ -103,9 +103,8 @@ def latency_sources(space):
     table = target = None
     # Not latency.objective_from_config: its LatencyObjective also checks --latency_loss,
     # which tuning does not use.
-    if config.table:
-        table = latency.LatencyTable.load(config.table, stat=config.stat,
-                                          quantization=config.quantization)
+    if config.table:  # a path, or auto: the table built on this machine (built now if missing)
+        table = latency.load_table(space, config.meter(), config, build_missing=False)
         table.space_costs(space)  # every candidate of every block must be in the table
         target = latency.resolve_target(table, space, config.target_ms, config.target_ratio,
                                         config.target_reference)

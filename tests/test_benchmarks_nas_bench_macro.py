@@ -45,6 +45,34 @@ def test_goals_read_the_figures():
     assert goals["searches_regret_at_most_0.5"] and goals["searches_within_5pct_of_target"]
 
 
+def test_without_a_gradient_search_the_search_goals_are_not_judged():
+    rank = {s: {g: {"kendall_tau": 0.7} for g in ("all", "tercile_1", "tercile_2", "tercile_3")}
+            for s in ("supernet", "macs")}
+    found = {"r": {"algorithm": "reinforce", "accuracy": 80.0, "regret": 9.0,
+                   "expected_best_of_20_random": 92, "above_uniform_no_slower": False,
+                   "latency_vs_target": 0.5}}
+    goals = bench.goals(rank, found)
+    assert all(goals[k] is None for k in goals if k.startswith("searches_"))
+
+
+def test_only_that_matches_nothing_and_a_missing_ranking_are_one_line_errors(tmp_path):
+    (tmp_path / "cifar10").mkdir()
+    with pytest.raises(SystemExit, match="--only=grad_p99: no search") as error:
+        bench.parse_args(["--quick", f"--data_dir={tmp_path}", "--only=grad_p99"])
+    assert "\n" not in str(error.value) and "grad_p50_s0" in str(error.value)
+    assert bench.searches(bench.parse_args(["--quick", f"--data_dir={tmp_path}",
+                                            "--only=reinforce"]))[0][1] == "reinforce"
+    source, out = tmp_path / "earlier", tmp_path / "now"
+    (source / "supernet").mkdir(parents=True)
+    (source / "supernet" / "results.json").write_text("{}")
+    out.mkdir()
+    with pytest.raises(SystemExit, match="no inherited scores"):
+        bench.reuse_ranking(str(source), str(out))
+    (source / "inherited.json").write_text(json.dumps({"k": 1.0}))
+    bench.reuse_ranking(str(source), str(out))
+    assert json.loads((out / "inherited.json").read_text()) == {"k": 1.0}
+
+
 def test_quick_mode_runs_from_a_plain_shell_and_resumes(tmp_path):
     out = tmp_path / "nbm"
     command = [sys.executable, "-m", "benchmarks.nas_bench_macro", "--quick",

@@ -513,3 +513,18 @@ def test_the_table_drift_benchmark_reports_each_groups_ratio(tmp_path):
     assert groups["k3"]["median_ratio"] == pytest.approx(1.5, abs=1e-3)
     assert {g: r["median_ratio"] for g, r in groups.items() if g != "k3"} == \
         {g: pytest.approx(1.0) for g in groups if g != "k3"}
+
+
+def test_the_table_drift_benchmark_refuses_tables_of_two_formats(tmp_path):
+    """An int8 table against a float32 one would show the format's speed-up as drift: one
+    `error:` line, exit status 2 (as a missing table), no traceback."""
+    shipped = latency.LatencyTable.load("proxyless_tf/tables/mobile_32.json")
+    path = str(tmp_path / "int8.json")
+    latency.LatencyTable(shipped.entries, dict(shipped.settings, quantization="int8"),
+                         path).save(path)
+    for args in ((shipped.source, path), (shipped.source, str(tmp_path / "none.json"))):
+        result = run_module("benchmarks.table_drift", *args)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode == 2 and len(errors) == 1, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr
+    assert "int8" in errors[0] or "none.json" in errors[0]

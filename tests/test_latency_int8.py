@@ -252,3 +252,89 @@ def test_compare_command_on_a_tiny_space(tmp_path):
     folders = sorted(os.listdir(tmp_path / "cache"))
     assert len(folders) == 2 and any(f.startswith("tflite-int8-") for f in folders)
     assert (tmp_path / "out" / "compare.png").stat().st_size > 0
+
+
+# --- the review's fixes: auto resolved, the format through the API, compare's guards ------------
+def test_the_export_settings_resolve_auto_and_fail_early_without_the_table(tmp_path):
+    import export
+    flags = dict(latency_quantization="int8", latency_table="auto",
+                 latency_cache_dir=str(tmp_path), input_size=16, widths=[16], depths=[1],
+                 strides=[1], width_multiplier=0.25, candidates=["k3e3", "k5e6", "zero"])
+    with flagsaver.flagsaver(**flags):
+        settings = export.settings_from_flags()  # the search builds the table later
+        assert settings.latency_table.endswith("table.json")
+        assert "tflite-int8-" in settings.latency_table
+        with pytest.raises(UsageError, match="--latency_table=auto") as error:
+            export.settings_from_flags(require_table=True)  # train / export: before the work
+        assert "\n" not in str(error.value)
+        space = options.space_from_flags()
+        os.makedirs(os.path.dirname(settings.latency_table))
+        saved(synthetic_table(space), settings.latency_table, "int8")
+        assert export.settings_from_flags(require_table=True).latency_table == \
+            settings.latency_table
+        # tune predicts from the same table (it once read "auto" as a file name)
+        from proxyless_tf import tune
+        with flagsaver.flagsaver(target_ms=1.0, latency_check=False):
+            predict, _, target, description = tune.latency_sources(space)
+        assert target == 1.0 and settings.latency_table in description
+        assert predict(architecture.resolve("all:k3e3", space)) > 0
+
+
+def test_the_api_takes_a_format_and_words_a_mismatch_for_itself(tmp_path):
+    from proxyless_tf import api
+    space = one_block_space()
+    float_table = saved(synthetic_table(space), tmp_path / "float.json")
+    int8_table = saved(synthetic_table(space), tmp_path / "int8.json", "int8")
+    assert api.latency_table(int8_table, quantization="int8").quantization == "int8"
+    with pytest.raises(UsageError) as error:
+        api.latency_table(float_table, quantization="int8")
+    message = str(error.value)
+    assert "quantization='int8'" in message and "pass quantization='none'" in message
+    assert "float32" in message and "\n" not in message
+    # the format defaults to the table's own
+    objective = api.latency_objective(space, int8_table, target_ms=1.0, latency_check=False,
+                                      latency_loss="abs", verbose=0)
+    assert objective.table.quantization == "int8"
+    with pytest.raises(UsageError, match="quantization='none'"):
+        api.latency_objective(space, int8_table, target_ms=1.0, latency_check=False,
+                              latency_loss="abs", quantization="none", verbose=0)
+
+
+def test_export_derived_reports_in_the_search_table_s_format(tmp_path, monkeypatch):
+    import types
+
+    import export
+    from proxyless_tf import api
+    space = one_block_space()
+    table = latency.LatencyTable.load(saved(synthetic_table(space), tmp_path / "t.json", "int8"))
+    search = types.SimpleNamespace(
+        objective=types.SimpleNamespace(table=table, target_ms=0.5), derived_model=None,
+        splits=None, results={})
+    seen = {}
+    monkeypatch.setattr(export, "export_model",
+                        lambda model, output, settings, **kw: seen.setdefault("s", settings))
+    api.export_derived(search, None, str(tmp_path / "d.tflite"),
+                       export.ExportSettings(quantize="int8"))
+    settings = seen["s"]
+    assert settings.latency_quantization == "int8" and settings.target_ms == 0.5
+    assert settings.latency_table == table.source
+
+
+def test_compare_guards_a_base_cost_of_zero_and_checks_formats_first(tmp_path):
+    space = one_block_space()
+    base = synthetic_table(space, seed=1)
+    _, searchable = latency.space_parts(space)
+    key = searchable[0][0].key  # k3e3: costs nothing in the base (its entry = the overhead)
+    base.entries[key]["mean"] = base.entries[latency.OVERHEAD_KEY]["mean"]
+    base.entries[key].pop("median", None)
+    result = compare.compare_tables(space, {"none": base, "int8": synthetic_table(space)})
+    assert result["ops"]["k3e3"]["ratio"]["int8"] is None and result["notes"]
+    assert result["positions"][0]["ratios"]["int8"]["k3e3"] is None
+    assert "n/a" in compare.markdown(result)
+    assert all(os.path.getsize(p) > 0 for p in compare.write(result, str(tmp_path / "o")))
+    assert compare.kendall_tau({"a": 1, "b": 2, "c": 3}, {"a": 1, "b": 3, "c": 2}) == \
+        pytest.approx(1 / 3)
+    from proxyless_tf.latency import cli
+    with flagsaver.flagsaver(compare_formats=["none", "int4"], output=str(tmp_path / "c")):
+        with pytest.raises(UsageError, match="--compare_formats: 'int4'"):
+            cli.compare_command(space)

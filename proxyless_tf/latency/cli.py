@@ -161,13 +161,21 @@ def compare_command(space):
     if len(formats) < 2 or len(set(formats)) != len(formats):
         raise UsageError(f"--compare_formats={','.join(formats)}: give two or more different "
                          "formats, the base first (e.g. none,int8)")
+    from proxyless_tf.quantize import MODES
+    unknown = [f for f in formats if f not in MODES]
+    if unknown:
+        raise UsageError(f"--compare_formats: {unknown[0]!r} is not a format; use "
+                         f"{', '.join(MODES)}")
     config = latency_config_from_flags()
+    if config.runtime != "tflite":  # every format but none is a TFLite conversion
+        raise UsageError(f"--compare_formats compares TFLite formats: it needs "
+                         f"--latency_runtime=tflite, not {config.runtime}")
+    configs = {q: config.replace(quantization=q) for q in formats}
+    meters = {q: c.meter() for q, c in configs.items()}  # every format checked before any build
     started, tables = time.time(), {}
     for quantization in formats:
-        format_config = config.replace(quantization=quantization)
-        meter = format_config.meter()
-        configure_tf_threads(meter)
-        tables[quantization] = built_here(space, meter, format_config)
+        configure_tf_threads(meters[quantization])
+        tables[quantization] = built_here(space, meters[quantization], configs[quantization])
     result = compare.compare_tables(space, tables)
     paths = compare.write(result, FLAGS.output, f"{space.input_size}x{space.input_size}, "
                           f"{config.runtime}, {config.threads} thread(s), batch {config.batch}")

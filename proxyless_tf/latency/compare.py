@@ -8,6 +8,7 @@ per position the candidates are ranked in each format and the ranks compared (Ke
 Writes OUTPUT/compare.json, compare.md and compare.png.
 """
 
+import math
 import os
 
 import numpy as np
@@ -15,27 +16,39 @@ import numpy as np
 from proxyless_tf import io_utils
 from proxyless_tf.latency.parts import space_parts
 
+MIN_BASE_MS = 1e-4  # a base cost at or below this (0.1 us; a calibrated one may be negative)
+                    # has no meaningful ratio: None, with a note
+
 
 def kendall_tau(a, b):
-    """Kendall's tau-a of two {name: cost} rankings of the same names (1: the same order)."""
+    """Kendall's tau (scipy's tau-b) of two {name: cost} rankings of the same names (1: the
+    same order); 1.0 for fewer than two names, None where one ranking is all ties."""
+    from scipy import stats
     names = sorted(a)
-    pairs = concordant = 0
-    for i, x in enumerate(names):
-        for y in names[i + 1:]:
-            pairs += 1
-            concordant += np.sign(a[x] - a[y]) * np.sign(b[x] - b[y])
-    return float(concordant / pairs) if pairs else 1.0
+    if len(names) < 2:
+        return 1.0
+    tau = stats.kendalltau([a[n] for n in names], [b[n] for n in names]).statistic
+    return None if math.isnan(tau) else float(tau)
+
+
+def _ratio(cost, base_cost, what, notes):
+    """cost / base_cost, or None (and a note) where the base cost is about 0 or negative."""
+    if base_cost > MIN_BASE_MS:
+        return cost / base_cost
+    notes.append(f"{what}: the base cost {base_cost:.3g} ms is not positive, no ratio")
+    return None
 
 
 def compare_tables(space, tables):
     """The comparison of `tables` ({format: LatencyTable}, the first the base) on `space`'s
     searchable positions: per op its summed cost and ratio to the base, its rank in each
-    format, and per position the candidates' order in each format."""
+    format, and per position the candidates' order in each format. A ratio whose base cost is
+    about 0 or negative is None, with a line in `notes`."""
     formats = list(tables)
     base = formats[0]
     _, searchable = space_parts(space)
     positions = [p for p in space.positions() if p.searchable]
-    totals, rows = {}, []
+    totals, rows, notes = {}, [], []
     for position, options in zip(positions, searchable):
         costs = {f: {op: tables[f].part_ms(part)
                      for op, part in zip(position.candidates, options) if part is not None}
@@ -45,16 +58,21 @@ def compare_tables(space, tables):
             for f in formats:
                 entry[f] += costs[f][op]
         orders = {f: sorted(costs[f], key=costs[f].get) for f in formats}
-        rows.append({"position": position.index, "costs_ms": costs,
-                     "ratios": {f: {op: costs[f][op] / costs[base][op] for op in costs[base]}
-                                for f in formats[1:]},
+        ratios = {f: {op: _ratio(costs[f][op], costs[base][op],
+                                 f"position {position.index} {op} ({f}/{base})", notes)
+                      for op in costs[base]}
+                  for f in formats[1:]}
+        rows.append({"position": position.index, "costs_ms": costs, "ratios": ratios,
                      "order": orders,
                      "same_order": all(orders[f] == orders[base] for f in formats),
                      "kendall_tau": {f: kendall_tau(costs[base], costs[f])
                                      for f in formats[1:]}})
-    ops = {op: {"ms": {f: round(ms, 5) for f, ms in entry.items()},
-                "ratio": {f: round(entry[f] / entry[base], 4) for f in formats[1:]}}
-           for op, entry in totals.items()}
+    ops = {}
+    for op, entry in totals.items():
+        ratio = {f: _ratio(entry[f], entry[base], f"{op} summed ({f}/{base})", notes)
+                 for f in formats[1:]}
+        ops[op] = {"ms": {f: round(ms, 5) for f, ms in entry.items()},
+                   "ratio": {f: None if r is None else round(r, 4) for f, r in ratio.items()}}
     order = {f: sorted(ops, key=lambda op: ops[op]["ms"][f]) for f in formats}
     return {"formats": formats, "base": base,
             "tables": {f: tables[f].source for f in formats},
@@ -64,7 +82,12 @@ def compare_tables(space, tables):
                                         {op: ops[op]["ms"][f] for op in ops})
                          for f in formats[1:]},
             "positions": rows,
-            "positions_reordered": sum(not row["same_order"] for row in rows)}
+            "positions_reordered": sum(not row["same_order"] for row in rows),
+            "notes": notes}
+
+
+def _number(value, digits=3):
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def markdown(result, title=""):
@@ -80,25 +103,25 @@ def markdown(result, title=""):
     for op in result["order"][base]:
         entry = result["ops"][op]
         lines.append(f"| {op} | " + " | ".join(f"{entry['ms'][f]:.4f}" for f in formats)
-                     + " | " + " | ".join(f"{entry['ratio'][f]:.3f}" for f in others) + " | "
+                     + " | " + " | ".join(_number(entry["ratio"][f]) for f in others) + " | "
                      + " | ".join(str(result["order"][f].index(op) + 1) for f in formats)
                      + " |")
     verdict = "changes" if result["order_changes"] else "is the same"
     lines += ["", f"Order of the ops' summed cost {verdict} between "
                   f"{', '.join(formats)} (Kendall's tau "
-              + ", ".join(f"{f}: {result['rank_tau'][f]:.3f}" for f in others) + ").",
+              + ", ".join(f"{f}: {_number(result['rank_tau'][f])}" for f in others) + ").",
               f"Positions whose candidates change order: {result['positions_reordered']} of "
               f"{len(result['positions'])}.", "",
               "Tables: " + ", ".join(f"{f} `{path}`" for f, path in result["tables"].items())]
+    lines += [f"Note: {note}" for note in result.get("notes", [])]
     return "\n".join(lines) + "\n"
 
 
 def ratios_png(result, path, title=""):
     """Left: each op's summed cost per format. Right: each op's ratio to the base format, the
     dots its ratio at each position."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from proxyless_tf.plots import pyplot, save_png
+    plt = pyplot()
     formats, base = result["formats"], result["base"]
     ops = result["order"][base]
     x = np.arange(len(ops))
@@ -113,11 +136,11 @@ def ratios_png(result, path, title=""):
     left.legend(fontsize=8)
     for i, f in enumerate(formats[1:]):
         offset = (i - (len(formats) - 2) / 2) * width
-        right.bar(x + offset, [result["ops"][op]["ratio"][f] for op in ops], width,
+        right.bar(x + offset, [_or_nan(result["ops"][op]["ratio"][f]) for op in ops], width,
                   alpha=0.6, label=f"{f} / {base}")
         for j, op in enumerate(ops):
             points = [row["ratios"][f][op] for row in result["positions"]
-                      if op in row["ratios"][f]]
+                      if row["ratios"][f].get(op) is not None]
             right.scatter(np.full(len(points), j + offset), points, s=10, color="black")
     right.axhline(1.0, color="gray", lw=1)
     right.set_xticks(x, ops, rotation=45, ha="right")
@@ -128,9 +151,11 @@ def ratios_png(result, path, title=""):
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with io_utils.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=100)
+
+
+def _or_nan(value):
+    return float("nan") if value is None else value
 
 
 def write(result, output_dir, title=""):

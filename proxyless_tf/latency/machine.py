@@ -9,7 +9,7 @@ from proxyless_tf.errors import UsageError
 from proxyless_tf.latency.build import build_table
 from proxyless_tf.latency.cache import MachineCache, cache_root
 from proxyless_tf.latency.check import run_check, unchecked_reason
-from proxyless_tf.latency.table import LatencyTable
+from proxyless_tf.latency.table import QUANTIZATION_SETTING, LatencyTable
 
 AUTO = "auto"  # --latency_table=auto: the table built on this machine for the space
 
@@ -99,7 +99,8 @@ def check_here(table, space, meter, machine_cache, reference, networks, rounds, 
         log(f"latency check: skipped: {reason}", flush=True)
         return Checked(table)
     meter.require_compatible(table.settings, words["table"].format(table.source),
-                             words["compatible"])
+                             words["compatible"],
+                             words.get("quantization", QUANTIZATION_SETTING))
     try:
         meter.check_available()
     except UsageError as e:

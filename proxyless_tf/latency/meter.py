@@ -9,7 +9,8 @@ import numpy as np
 
 from proxyless_tf.errors import UsageError
 from proxyless_tf.latency.progress import progress_bar
-from proxyless_tf.latency.table import require_quantization, table_quantization
+from proxyless_tf.latency.table import (QUANTIZATION_SETTING, require_quantization,
+                                        table_quantization)
 
 RUNTIMES = ("tflite", "tf_cpu", "tf_gpu")
 
@@ -57,9 +58,10 @@ class Meter:
         return all(settings.get(k) == getattr(self, k) for k in ("runtime", "threads", "batch")) \
             and table_quantization(settings) == self.quantization
 
-    def require_compatible(self, settings, what, remedy):
-        """A one-line UsageError unless `settings` (of the table `what`) match this meter's."""
-        require_quantization(settings, self.quantization, what)
+    def require_compatible(self, settings, what, remedy, setting=QUANTIZATION_SETTING):
+        """A one-line UsageError unless `settings` (of the table `what`) match this meter's
+        (`setting` words a format, `require_quantization`)."""
+        require_quantization(settings, self.quantization, what, setting)
         if not self.compatible(settings):
             raise UsageError(
                 f"{what} was measured with runtime={settings.get('runtime')}, "

@@ -31,7 +31,7 @@ from proxyless_tf.latency.parts import FIXED_GROUP, OVERHEAD_KEY, arch_parts, sp
 
 FORMAT = "proxyless_tf.latency/1"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-QUANTIZATION_FLAG = "--latency_quantization"
+QUANTIZATION_SETTING = "--latency_quantization={}"  # how the commands set a format
 
 
 def table_quantization(settings):
@@ -40,16 +40,24 @@ def table_quantization(settings):
     return (settings or {}).get("quantization") or "none"
 
 
-def require_quantization(settings, quantization, what, flag=QUANTIZATION_FLAG):
+def require_quantization(settings, quantization, what, setting=QUANTIZATION_SETTING,
+                         remedy=None):
     """A one-line UsageError when the table `what` (its `settings`) was timed in another format
-    than `quantization`, the one asked for: a float32 table does not predict an int8 network."""
+    than `quantization`, the one asked for: a float32 table does not predict an int8 network.
+    `setting` words a format as the user sets it (default the flag: "--latency_quantization={}";
+    the Python API: "quantization='{}'"), `remedy` how to get a table of the format asked for
+    (default: the commands')."""
+    from proxyless_tf.quantize import kind
     recorded = table_quantization(settings)
     if recorded != quantization:
-        raise UsageError(f"{what} holds latencies of {recorded} TFLite files "
-                         f"(quantization={recorded}), not {flag}={quantization}: pass "
-                         f"{flag}={recorded} to use it, or use a {quantization} table "
-                         f"(--latency_table=auto builds one here, or `python -m "
-                         f"proxyless_tf.latency build {flag}={quantization} --output=...`)")
+        remedy = remedy or (f"--latency_table=auto builds one here, or `python -m "
+                            f"proxyless_tf.latency build {setting.format(quantization)} "
+                            f"--output=...`")
+        raise UsageError(f"{what} holds latencies of {kind(recorded)} TFLite files "
+                         f"({setting.format(recorded)}), not {kind(quantization)} "
+                         f"({setting.format(quantization)}): pass "
+                         f"{setting.format(recorded)} to use it, or use a {kind(quantization)} "
+                         f"table ({remedy})")
 
 
 def resolve_table_path(path):

@@ -141,9 +141,8 @@ def markdown(result):
 
 
 def scatter_png(rows, metrics, path, title=""):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from proxyless_tf.plots import pyplot, save_png
+    plt = pyplot()
     predicted = np.array([r["predicted_ms"] for r in rows])
     measured = np.array([r["measured_ms"] for r in rows])
     fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -164,6 +163,4 @@ def scatter_png(rows, metrics, path, title=""):
                  f"MAPE {metrics['mape']:.1f}%, r={metrics['pearson_r']}", fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    with io_utils.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=100)
