@@ -74,7 +74,7 @@ def run_once(args, folder):
             "measured_ms": _rounded(latency["median_ms"]),
             "predicted_ms": _rounded(latency.get("predicted_ms")),
             "target_ms": _rounded(latency.get("target_ms")),
-            "misses": latency["misses"] + latency.get("ratio", {}).get("misses", [])}
+            "misses": latency["misses"] + (latency.get("ratio") or {}).get("misses", [])}
 
 
 def _rounded(ms):

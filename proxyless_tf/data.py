@@ -83,7 +83,22 @@ def _finish(ds, size, batch, augment, shuffle, repeat, seed):
         ds = ds.repeat()
     ds = ds.map(lambda x, y: (preprocess(x, size, augment), tf.cast(y, tf.int32)),
                 num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(batch, drop_remainder=repeat).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch, drop_remainder=repeat).prefetch(PREFETCH_BATCHES)
+    return ds.with_options(static_options())
+
+
+PREFETCH_BATCHES = 2
+
+
+def static_options():
+    """tf.data without its autotuner. The autotuner runs a model thread per iterator, and
+    releasing an iterator waits out that thread's current optimisation period, which grows
+    while the iterator lives: the search paused for up to 38 s at its end, its main thread in
+    RootDataset::Iterator's destructor (py-spy; docs/history/default_job.md). Without it, maps
+    given AUTOTUNE run at the default parallelism (the cores) and PREFETCH_BATCHES are kept."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
 
 
 def digits_arrays():
