@@ -5,7 +5,7 @@ Runs the README's main command (`python -m proxyless_tf.search --flagfile=flags/
 wrote: phases.json (setup, latency check, seed, warmup, search, results, release, export), the
 derived network's test accuracy, and its measured latency against the target and the
 prediction. A run whose `release` phase (the step from the search's results to its return,
-where a ~30 s pause was once seen) exceeds --pause_s, or whose time outside the job's clock
+where a pause was once seen) exceeds --pause_s, or whose time outside the job's clock
 (interpreter start and exit) exceeds twice that, is a stall; the JSON line's `stalls`
 counts them and the exit status is 1 if there is one.
 

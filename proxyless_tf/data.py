@@ -91,10 +91,9 @@ PREFETCH_BATCHES = 2
 
 
 def static_options():
-    """tf.data without its autotuner. The autotuner runs a model thread per iterator, and
-    releasing an iterator waits out that thread's current optimisation period, which grows
-    while the iterator lives: the search paused for up to 38 s at its end, its main thread in
-    RootDataset::Iterator's destructor (py-spy; docs/history/default_job.md). Without it, maps
+    """tf.data without its autotuner. The autotuner runs a thread per iterator, and releasing a
+    long-lived iterator waited for it: the search paused at its end, its main thread in
+    RootDataset::Iterator's destructor (docs/history/default_job.md). Without it, maps
     given AUTOTUNE run at the default parallelism (the cores) and PREFETCH_BATCHES are kept."""
     options = tf.data.Options()
     options.autotune.enabled = False

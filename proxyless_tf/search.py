@@ -160,7 +160,8 @@ def main(argv):
 
 def report_release(clock, search, quiet_s=5.0):
     """Times the step from the search's results to its return, where its input pipelines are
-    released: it once paused for about 30 s there, unexplained; a pause says so now."""
+    released and tf.data's autotuner once made it pause (docs/history/default_job.md); a pause
+    says so now."""
     clock.lap("results", until=search.results_at)
     released = clock.lap("release")
     if released > quiet_s:

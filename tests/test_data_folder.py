@@ -125,9 +125,8 @@ def test_the_command_reports_an_unreadable_folder_in_one_line(tmp_path):
 
 
 def test_every_pipeline_runs_without_the_autotuner_whose_thread_paused_the_search_at_its_end():
-    """Releasing an autotuned iterator waits out its model thread's optimisation period, which
-    grows while the iterator lives (the search paused up to 38 s where its iterators were
-    released); the pipelines use static parallelism instead."""
+    """Releasing a long-lived autotuned iterator waits for the autotuner's thread (the search
+    paused where its iterators were released); the pipelines use static parallelism instead."""
     splits = data.load("digits", 16, 8)
     for split in (splits.train, splits.valid, splits.test):
         assert split.options().autotune.enabled is False

@@ -68,7 +68,7 @@ def test_the_same_deterministic_command_twice_gives_the_same_architecture(uninte
 
 def test_the_search_says_where_its_time_went_phase_by_phase(tmp_path):
     """The closing line and phases.json split the wall time by phase, the step from the results
-    to the search's return (where a ~30 s pause once hid) among them, and add up to the total."""
+    to the search's return (where a pause once hid) among them, and add up to the total."""
     started = time.time()
     result = driver("none", tmp_path)
     wall_s = time.time() - started
