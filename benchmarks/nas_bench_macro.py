@@ -40,7 +40,7 @@ from benchmarks import DOCS, REPO, TFDS_DIR
 from benchmarks.commands import main_of, run_logged
 from benchmarks.progress import StepTimes, say
 from benchmarks.stats import correlations
-from benchmarks.supernet_eval import restore_supernet
+from benchmarks.supernet_eval import evaluation_data, restore_supernet
 
 FULL = dict(max_train_examples=0, batch_size=64, steps_per_epoch=350, warmup_epochs=16,
             seed_fraction=0.5, seed_candidate="smallest", skip_rate=0.5, weight_lr=0.05,
@@ -236,12 +236,9 @@ def evaluation(args, supernet_dir):
     """(calibration batches, validation split, supernet with its trained weights): the search's
     own split (seed 0), the calibration its first batches, cached so every network sees the
     same images."""
-    from proxyless_tf import data, nas_bench_macro as nbm, reproducible
-    reproducible.seed_everything(0)
-    splits = data.load("cifar10", 32, args.batch_size, args.data_dir, False, 0.1, 0,
-                       args.max_train_examples)
+    from proxyless_tf import nas_bench_macro as nbm
+    calibration, splits = evaluation_data(args)
     net = restore_supernet(nbm.space(), supernet_dir)
-    calibration = splits.valid.take(args.recalibration_batches).cache()
     for _ in calibration:  # read to its end once: a cache read only in part is dropped
         pass
     # the split repeats for the architecture steps: its first pass holds each image once

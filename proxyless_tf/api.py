@@ -360,9 +360,11 @@ def export_tflite(model: Union["keras.Model", SearchResult], output: str, *,
     if splits is None:
         raise UsageError("export_tflite needs splits= (its test images validate the file, "
                          "its held-out images calibrate int8)")
-    if latency_table is not None:
-        source = latency_table if isinstance(latency_table, str) else latency_table.source
-        settings = dataclasses.replace(settings, latency_table=source)
+    if latency_table is not None:  # the target and prediction are of the table's format
+        from proxyless_tf import api_latency  # `latency_table` is the argument here
+        table = api_latency.latency_table(latency_table)
+        settings = dataclasses.replace(settings, latency_table=table.source,
+                                       latency_quantization=table.quantization)
     if target_ms is not None:
         settings = dataclasses.replace(settings, target_ms=target_ms)
     arch = architecture_of(arch) if arch is not None else None
