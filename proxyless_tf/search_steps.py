@@ -223,7 +223,7 @@ class SearchSteps:
             alpha_values = [a.value for a in alphas]
             with tf.GradientTape() as outer:
                 outer.watch([global_ce] + alpha_values)
-                expected_ms = self.objective.expected(alphas, pairs)
+                expected_ms = self.objective.expected(alphas)
                 loss = self.objective.loss(global_ce, expected_ms)
             dce, *direct = outer.gradient(loss, [global_ce] + alpha_values)
         else:

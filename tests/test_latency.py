@@ -397,10 +397,6 @@ def test_expected_latency_of_one_hot_alpha_is_the_table_sum():
         want = table.predict(arch)
         assert float(objective.expected(alphas)) == pytest.approx(want, rel=1e-5)
         assert objective.latency_of(idx) == pytest.approx(want, rel=1e-9)  # float64 sums
-        # two-path form: any pair containing the chosen path gives the same one-hot sum
-        pairs = tf.constant([[k, (k + 1) % len(p.candidates)] for p, k in zip(positions, idx)],
-                            tf.int32)
-        assert float(objective.expected(alphas, pairs)) == pytest.approx(want, rel=1e-5)
 
 
 def test_prediction_counts_the_invoke_overhead_once():
@@ -422,12 +418,8 @@ def test_expected_latency_matches_numpy_and_works_in_tf_function():
     probs = [tf.nn.softmax(a).numpy() for a in alphas]
     assert float(objective.expected(alphas)) == pytest.approx(objective.expected_np(probs),
                                                               rel=1e-5)
-    pairs = tf.constant([[0, 2]] * len(alphas), tf.int32)
-    want = objective.fixed_ms + sum(
-        np.dot(tf.nn.softmax(tf.gather(a, [0, 2])).numpy(), c[[0, 2]])
-        for a, c in zip(alphas, objective.costs))
-    compiled = tf.function(lambda p: objective.expected(alphas, p))
-    assert float(compiled(pairs)) == pytest.approx(want, rel=1e-5)
+    compiled = tf.function(lambda: objective.expected(alphas))
+    assert float(compiled()) == pytest.approx(objective.expected_np(probs), rel=1e-5)
 
 
 def test_expected_latency_first_computed_inside_a_trace_still_works_outside_it():
@@ -441,21 +433,19 @@ def test_expected_latency_first_computed_inside_a_trace_still_works_outside_it()
     assert float(objective.expected(alphas)) == pytest.approx(first, rel=1e-6)
 
 
-@pytest.mark.parametrize("pairs", [False, True])
-def test_latency_gradient_lowers_expected_latency(pairs):
+def test_latency_gradient_lowers_expected_latency():
     space = tiny_space()
     objective = latency.LatencyObjective(synthetic_table(space), space, 5.0, loss="abs")
     alphas = _alphas(space)
-    pair_tensor = tf.constant([[0, 1]] * len(alphas), tf.int32) if pairs else None
-    before = float(objective.expected(alphas, pair_tensor))
+    before = float(objective.expected(alphas))
     with tf.GradientTape() as tape:
         tape.watch([a.value for a in alphas])  # alphas are non-trainable: watch explicitly
-        e = objective.expected(alphas, pair_tensor)
+        e = objective.expected(alphas)
     grads = tape.gradient(e, [a.value for a in alphas])
     assert all(g is not None for g in grads)
     for a, g in zip(alphas, grads):
         a.assign(a - 0.5 * g)
-    assert float(objective.expected(alphas, pair_tensor)) < before - 1e-3
+    assert float(objective.expected(alphas)) < before - 1e-3
 
 
 def test_loss_forms():

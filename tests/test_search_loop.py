@@ -13,12 +13,14 @@ from proxyless_tf.search_loop import BilevelSearch, SearchConfig, StopSearch
 from proxyless_tf.supernet import Supernet
 
 
-def make_search(output_dir, dataset="digits", data_dir=None, **config):
+def make_search(output_dir, dataset="digits", data_dir=None, candidates=None, **config):
     settings = dict(epochs=2, warmup_epochs=1, steps_per_epoch=3, arch_update_every=1,
                     weight_lr=0.05, arch_lr=0.05)
     settings.update(config)
     splits = data.load(dataset, 16, 16, data_dir=data_dir, max_train_examples=256)
-    net = Supernet(tiny_space(num_classes=splits.num_classes))
+    space = tiny_space(num_classes=splits.num_classes,
+                       **({"candidates": candidates} if candidates else {}))
+    net = Supernet(space)
     return BilevelSearch(net, splits, SearchConfig(**settings), str(output_dir), verbose=0)
 
 
@@ -178,10 +180,7 @@ def test_the_latency_term_of_the_arch_step_lowers_the_expected_latency(tmp_path)
     from proxyless_tf import latency
     search = make_search(tmp_path)
     space = search.net.space
-    entries = {p.key: {"count": 1, "mean": 0.0 if p.kind == "overhead" else
-                       0.1 * p.key.count("expand:6") + 0.05 * p.key.count("kernel:5") + 0.1,
-                       "var": 0.0} for p in latency.table_parts(space)}
-    table = latency.LatencyTable(entries, {"runtime": "synthetic"}, "synthetic")
+    table = _synthetic_table(space)
     lo, hi = latency.LatencyObjective(table, space, 1.0, loss="abs").range_ms()
     # A target far below E[LAT] and a weight that dwarfs the cross-entropy: the step through
     # the supernet's tape must carry the latency gradient to alpha.
@@ -192,6 +191,40 @@ def test_the_latency_term_of_the_arch_step_lowers_the_expected_latency(tmp_path)
         search.arch_step(*next(batches))
     # Measured: 7% of the range with the latency gradient, 1% from the cross-entropy alone.
     assert float(search.objective.expected(search.net.alphas)) < before - 0.04 * (hi - lo)
+
+
+def test_the_latency_term_lowers_costly_paths_the_arch_step_did_not_sample(tmp_path):
+    """E[LAT] is over every candidate (the paper's Eq. 2), not only the sampled pair: a path
+    costlier than its block's expectation loses probability even in a step that did not draw
+    it. Over the pair alone its alpha would not move at all."""
+    from proxyless_tf import latency
+    search = make_search(tmp_path, candidates=("k3e3", "k3e6", "k5e3", "k5e6", "zero"))
+    space = search.net.space
+    table = _synthetic_table(space)
+    lo, _ = latency.LatencyObjective(table, space, 1.0, loss="abs").range_ms()
+    search.objective = latency.LatencyObjective(table, space, lo, loss="abs", beta=100.0)
+    images, labels = next(iter(search.splits.valid))
+    search.rng.reset_from_seed(7)
+    pairs = search.sample_paths().numpy()  # what the step will draw
+    search.rng.reset_from_seed(7)
+    before = [a.numpy().copy() for a in search.net.alphas]
+    search.arch_step(images, labels)
+    lowered = []
+    for s, alpha in enumerate(search.net.alphas):
+        probs, costs = tf.nn.softmax(before[s]).numpy(), search.objective.costs[s]
+        for k in set(range(len(costs))) - set(pairs[s]):
+            if costs[k] > np.dot(probs, costs):
+                lowered.append(alpha.numpy()[k] < before[s][k])
+    assert len(lowered) >= 3
+    assert all(lowered)
+
+
+def _synthetic_table(space):
+    from proxyless_tf import latency
+    entries = {p.key: {"count": 1, "mean": 0.0 if p.kind == "overhead" else
+                       0.1 * p.key.count("expand:6") + 0.05 * p.key.count("kernel:5") + 0.1,
+                       "var": 0.0} for p in latency.table_parts(space)}
+    return latency.LatencyTable(entries, {"runtime": "synthetic"}, "synthetic")
 
 
 def test_search_writes_every_output_and_a_buildable_arch(tmp_path):

@@ -93,12 +93,14 @@ class LatencyObjective:
         return None
 
     # differentiable
-    def expected(self, alphas, pairs=None):
-        """E[LAT] in ms as a float32 scalar tensor, differentiable in the alphas.
+    def expected(self, alphas):
+        """E[LAT] in ms as a float32 scalar tensor, differentiable in the alphas: the fixed
+        parts plus sum_j softmax(alpha)_j * cost_j in every block (the paper's Eq. 2).
 
-        pairs None: sum_j softmax(alpha)_j * cost_j in every block. pairs (int32
-        [num_searchable, 2]): over the two sampled paths only, with their probabilities
-        renormalised (softmax of the pair's alphas), as the official two-path step does."""
+        Over every candidate, also in the two-path architecture step, as the official code
+        does: the latency term then lowers the alphas of costly paths that were not sampled.
+        Over the sampled pair alone it could only trade mass within the pair, and E[LAT]
+        stayed 2-3% above a tight target (docs/search_quality.md)."""
         if len(alphas) != len(self.costs):
             raise ValueError(f"expected {len(self.costs)} alpha vectors (one per searchable "
                              f"block), got {len(alphas)}")
@@ -112,12 +114,7 @@ class LatencyObjective:
             if alpha.shape[0] is not None and alpha.shape[0] != cost.shape[0]:
                 raise ValueError(f"alpha {i} has {alpha.shape[0]} entries but block has "
                                  f"{cost.shape[0]} candidates {self.candidates[i]}")
-            if pairs is None:
-                total += tf.reduce_sum(tf.nn.softmax(alpha) * cost)
-            else:  # a one-hot product rather than tf.gather, so the alpha gradient is dense
-                pick = tf.one_hot(pairs[i], tf.shape(cost)[0], dtype=tf.float32)  # [2, n]
-                total += tf.reduce_sum(tf.nn.softmax(tf.linalg.matvec(pick, alpha)) *
-                                       tf.linalg.matvec(pick, cost))
+            total += tf.reduce_sum(tf.nn.softmax(alpha) * cost)
         return total
 
     def loss(self, ce, expected_ms):
