@@ -27,6 +27,7 @@ import time
 
 from benchmarks import REPO
 from benchmarks.commands import main_of, run_logged
+from benchmarks.reports import md_row, md_table
 
 COMMAND = ["proxyless_tf.search", "--flagfile=flags/mobile.cfg"]  # python -m ...
 QUICK = ["--flagfile=flags/smoke.cfg"]
@@ -68,13 +69,19 @@ def run_once(args, folder):
     # outside the job's clock: the interpreter's start and exit (a pause there shows too)
     outside_s = round(wall_s - phases["total"], 1)
     return {"wall_s": wall_s, "phases_s": phases, "outside_clock_s": outside_s,
-            "stall": phases["release"] > args.pause_s or outside_s > 2 * args.pause_s,
+            "stall": is_stall(phases["release"], outside_s, args.pause_s),
             "supernet_train_acc": results["supernet_train_acc"],
             "derived_test_acc": results["derived_test_acc"],
             "measured_ms": _rounded(latency["median_ms"]),
             "predicted_ms": _rounded(latency.get("predicted_ms")),
             "target_ms": _rounded(latency.get("target_ms")),
             "misses": latency["misses"] + (latency.get("ratio") or {}).get("misses", [])}
+
+
+def is_stall(release_s, outside_clock_s, pause_s):
+    """A run stalled if its release phase took over `pause_s`, or over twice that passed
+    outside the job's clock (the interpreter's start and exit)."""
+    return release_s > pause_s or outside_clock_s > 2 * pause_s
 
 
 def _rounded(ms):
@@ -89,14 +96,14 @@ def markdown(summary, runs):
     phases = list(runs[0]["phases_s"])
     lines = [f"# The default job, {len(runs)} run{'s' if len(runs) > 1 else ''} in a row", "",
              f"{summary['date']}, `{summary['command']}`: median wall {summary['median_wall_s']} s "
-             f"(process start to exit), {summary['stalls']} stall(s).", "",
-             "| run | wall s | " + " | ".join(phases) + " | test acc | measured / predicted / "
-             "target ms |", "|---" * (len(phases) + 4) + "|"]
+             f"(process start to exit), {summary['stalls']} stall(s).", ""] + md_table(
+                 ["run", "wall s", *phases, "test acc", "measured / predicted / target ms"])
     for i, r in enumerate(runs, 1):
-        cells = [f"{r['phases_s'].get(p, 0):.1f}" for p in phases]
-        lines.append(f"| {i} | {r['wall_s']:.0f} | " + " | ".join(cells) +
-                     f" | {100 * r['derived_test_acc']:.2f}% | {_ms(r['measured_ms'])} / "
-                     f"{_ms(r['predicted_ms'])} / {_ms(r['target_ms'])} |")
+        lines.append(md_row([i, f"{r['wall_s']:.0f}",
+                             *(f"{r['phases_s'].get(p, 0):.1f}" for p in phases),
+                             f"{100 * r['derived_test_acc']:.2f}%",
+                             f"{_ms(r['measured_ms'])} / {_ms(r['predicted_ms'])} / "
+                             f"{_ms(r['target_ms'])}"]))
     return "\n".join(lines) + "\n"
 
 

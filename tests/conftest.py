@@ -85,6 +85,15 @@ def space():
     return tiny_space()
 
 
+@pytest.fixture
+def flags_parsed():
+    """The flags readable without a command line: tests that call the library's *_from_flags
+    functions set the flags they need with flagsaver."""
+    from proxyless_tf import options
+    if not options.FLAGS.is_parsed():
+        options.FLAGS.mark_as_parsed()
+
+
 def require_shared(path):
     if not os.path.exists(path):
         pytest.skip(f"{path} is absent (the ../shared folder beside the repository)")

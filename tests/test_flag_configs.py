@@ -11,10 +11,7 @@ from proxyless_tf.errors import UsageError
 from proxyless_tf.latency.config import LatencyConfig
 
 
-@pytest.fixture(autouse=True)
-def flags_parsed():
-    if not options.FLAGS.is_parsed():
-        options.FLAGS.mark_as_parsed()
+pytestmark = pytest.mark.usefixtures("flags_parsed")
 
 
 def test_the_configs_defaults_are_the_flags_defaults():
@@ -47,17 +44,6 @@ def test_every_latency_flag_reaches_its_field():
     assert set(same) <= {"target_ms", "quantization"}, same
     assert config.references == ("mobilenet_v2",) and config.lam == 0.1
     assert config.meter().describe().startswith("tf_cpu, 2 thread(s), batch 3")
-
-
-def test_the_later_of_two_target_flags_wins(monkeypatch, tmp_path):
-    flagfile = tmp_path / "target.cfg"
-    flagfile.write_text("--target_ratio=0.8\n")
-    for argv, expected in (([f"--flagfile={flagfile}", "--target_ms=0.5"], (0.5, None)),
-                           (["--target_ms=0.5", f"--flagfile={flagfile}"], (None, 0.8))):
-        monkeypatch.setattr("sys.argv", ["search", *argv])
-        with flagsaver.flagsaver(target_ms=0.5, target_ratio=0.8):
-            config = flag_configs.latency_config_from_flags()
-        assert (config.target_ms, config.target_ratio) == expected
 
 
 def test_a_negative_logical_cpu_count_is_refused_before_tensorflow_starts():

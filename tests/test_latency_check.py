@@ -12,7 +12,7 @@ import pytest
 from absl.testing import flagsaver
 
 from conftest import assert_usage_error, run_module, synthetic_table, tiny_space
-from proxyless_tf import architecture, flag_configs, latency, options
+from proxyless_tf import architecture, flag_configs, latency
 from proxyless_tf.errors import UsageError
 from proxyless_tf.latency import cache as cache_lib, check as check_lib
 
@@ -82,12 +82,6 @@ def checked(table, meter, tmp_path, space=None, networks=4, reference=REFERENCE,
     ref = architecture.resolve(reference, space) if reference else None
     return check_lib.run_check(table, space, meter, machine, ref, networks, progress=False,
                                **kwargs)
-
-
-@pytest.fixture
-def flags_parsed():
-    if not options.FLAGS.is_parsed():
-        options.FLAGS.mark_as_parsed()
 
 
 # --- the refit ---------------------------------------------------------------------------

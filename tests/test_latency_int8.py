@@ -16,10 +16,7 @@ from proxyless_tf.errors import UsageError
 from proxyless_tf.latency import cache as cache_lib, compare, machine
 
 
-@pytest.fixture(autouse=True)
-def flags_parsed():
-    if not options.FLAGS.is_parsed():
-        options.FLAGS.mark_as_parsed()
+pytestmark = pytest.mark.usefixtures("flags_parsed")
 
 
 def one_block_space():
