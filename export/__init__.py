@@ -16,7 +16,7 @@ import dataclasses
 import os
 
 from proxyless_tf.errors import UsageError
-from proxyless_tf.quantize import MODES, kind
+from proxyless_tf.quantize import check_mode, kind
 
 
 @dataclasses.dataclass
@@ -31,9 +31,7 @@ class ExportSettings:
     threads: int = 1
     latency_runs: int = 50
     latency_warmup: int = 10
-    latency_table: str = None
-    latency_quantization: str = "none"  # the format the table and target are of (the search's
-                                        # --latency_quantization): predicted for that format only
+    latency_table: str = None     # its format is the target's (`latency_quantization`)
     target_ms: float = None       # the search's latency target: the report says how far off
     target_ratio: float = None    # ... as a ratio of target_reference (an Architecture), which
     target_reference: object = None  # the report times in turn with the network
@@ -43,17 +41,12 @@ class ExportSettings:
     verbose: int = 1
 
     def __post_init__(self):
-        if self.quantize not in MODES:
-            raise UsageError(f"--quantize={self.quantize!r} is unknown; choose one of "
-                             f"{', '.join(MODES)}")
+        check_mode(self.quantize, "--quantize")
         if self.qat_epochs < 0 or self.qat_steps_per_epoch < 0:
             raise UsageError("--qat_epochs and --qat_steps_per_epoch must not be negative")
         if self.qat_epochs and self.quantize != "int8":
             raise UsageError(f"--qat_epochs needs --quantize=int8 (QAT ends in an int8 "
                              f"conversion), got --quantize={self.quantize}")
-        if self.latency_quantization not in MODES:
-            raise UsageError(f"--latency_quantization={self.latency_quantization!r} is unknown; "
-                             f"choose one of {', '.join(MODES)}")
         if self.int8_io and self.quantize != "int8":
             raise UsageError("--int8_io needs --quantize=int8")
         for name in ("calibration_images", "threads", "latency_runs", "batch_size", "qat_lr"):
@@ -70,6 +63,16 @@ class ExportSettings:
         if self.qat_epochs:
             return "int8_qat"
         return kind(self.quantize)
+
+    @property
+    def latency_quantization(self):
+        """The TFLite format the latency table, and so the search's target, is of: the one the
+        table records (`LatencyTable.quantization`), never a setting that could disagree with
+        it; float32 ("none") without a table."""
+        if not self.latency_table:
+            return "none"
+        from proxyless_tf.latency.table import LatencyTable
+        return LatencyTable.load(self.latency_table).quantization
 
 
 def _flag(flags, name):
@@ -104,7 +107,6 @@ def settings_from_flags(require_table=False):
         latency_runs=_first(flags.export_latency_runs, _flag(flags, "latency_runs"), 50),
         latency_warmup=_first(flags.export_latency_warmup, _flag(flags, "latency_warmup"), 10, 0),
         latency_table=_latency_table(require_table),
-        latency_quantization=_flag(flags, "latency_quantization") or "none",
         batch_size=flags.batch_size,
         label_smoothing=flags.label_smoothing, momentum=flags.momentum)
 
@@ -237,11 +239,12 @@ def export_model(model, output, settings, splits, arch=None, source=None, weight
                                 runs=settings.latency_runs)
     ratio = report_lib.reference_ratio(tflite, settings)
     target_ms, target_note = settings.target_ms, None
-    if target_ms is not None and settings.quantize != settings.latency_quantization:
+    target_format = settings.latency_quantization  # the table's
+    if target_ms is not None and settings.quantize != target_format:
         # as the ratio (report_lib.reference_ratio): a target is of one format's latency
         target_ms, target_note = None, (
-            f"the target {settings.target_ms:.3f} ms is a {kind(settings.latency_quantization)} "
-            f"latency (--latency_quantization={settings.latency_quantization}), the file is "
+            f"the target {settings.target_ms:.3f} ms is a {kind(target_format)} latency "
+            f"(--latency_quantization={target_format}), the file is "
             f"{kind(settings.quantize)}: not compared")
     report = {
         "format": report_lib.FORMAT, "tflite": output, "source": source or "keras model",

@@ -329,10 +329,9 @@ def export_derived(search: "BilevelSearch", arch: architecture.Architecture, out
     import export
     settings = settings or export.ExportSettings()
     if search.objective is not None:
-        settings = dataclasses.replace(
+        settings = dataclasses.replace(  # the target is of the table's format
             settings, latency_table=search.objective.table.source,
-            target_ms=search.objective.target_ms,
-            latency_quantization=search.objective.table.quantization)
+            target_ms=search.objective.target_ms)
     return export.export_model(search.derived_model, output, settings, splits=search.splits,
                                arch=arch, source="search (supernet weights, batch norm "
                                "re-estimated)", weights="supernet", dataset=dataset,
@@ -363,8 +362,7 @@ def export_tflite(model: Union["keras.Model", SearchResult], output: str, *,
     if latency_table is not None:  # the target and prediction are of the table's format
         from proxyless_tf import api_latency  # `latency_table` is the argument here
         table = api_latency.latency_table(latency_table)
-        settings = dataclasses.replace(settings, latency_table=table.source,
-                                       latency_quantization=table.quantization)
+        settings = dataclasses.replace(settings, latency_table=table.source)
     if target_ms is not None:
         settings = dataclasses.replace(settings, target_ms=target_ms)
     arch = architecture_of(arch) if arch is not None else None

@@ -39,9 +39,8 @@ _QUANTIZATION_SETTING = "quantization='{}'"  # how this API sets a format
 
 def _require_quantization(table, quantization):
     from proxyless_tf.latency.table import require_quantization
-    from proxyless_tf.quantize import MODES
-    if quantization not in MODES:
-        raise UsageError(f"quantization={quantization!r}: use one of {', '.join(MODES)}")
+    from proxyless_tf.quantize import check_mode
+    check_mode(quantization, "quantization")
     require_quantization(table.settings, quantization, f"latency table {table.source!r}",
                          _QUANTIZATION_SETTING,
                          remedy="`python -m proxyless_tf.latency build "

@@ -11,11 +11,21 @@ table's int8 parts are converted exactly as the int8 file that ships.
 
 MODES is the one list of the formats (the --quantize and --latency_quantization flags, the
 export's settings, the meters, `latency compare`); `kind` names one to a user. Importing this
-module loads neither NumPy nor TensorFlow (options.py takes MODES from it).
+module loads neither NumPy nor TensorFlow (options.py takes MODES from it); `check_mode` is the
+one check that a format is one of them.
 """
+
+from proxyless_tf.errors import UsageError
 
 MODES = ("none", "float16", "dynamic", "int8")
 CALIBRATION_SAMPLES = 8  # random inputs that calibrate a timed model's int8 activations
+
+
+def check_mode(mode, setting):
+    """A one-line UsageError unless `mode` is one of MODES; `setting` is how the user set it (a
+    flag, "--quantize", or a keyword of the Python API, "quantization")."""
+    if mode not in MODES:
+        raise UsageError(f"{setting}={mode!r}: use one of {', '.join(MODES)}")
 
 
 def kind(mode):

@@ -171,7 +171,7 @@ class CountingMeter(latency.Meter):
         super().__init__(**kwargs)
         self.calls = self.timings = 0
 
-    def prepare(self, model):
+    def prepare(self, model, interior=False):
         self.calls += 1
         return None
 
@@ -232,7 +232,7 @@ def test_calibration_factor(tmp_path, monkeypatch):
     synthetic = synthetic_table(space)
 
     class Meter(latency.Meter):
-        def prepare(self, model):
+        def prepare(self, model, interior=False):
             return model
 
         def time(self, prepared):
@@ -266,7 +266,7 @@ def test_calibration_fits_the_cost_of_streaming_the_weights(tmp_path, monkeypatc
         return 1.05 * synthetic.predict(arch) + 0.4 * weights
 
     class Meter(latency.Meter):
-        def prepare(self, model):
+        def prepare(self, model, interior=False):
             return model
 
         def time(self, prepared):

@@ -53,7 +53,7 @@ class MachineMeter(latency.Meter):
     def other_load(self):
         return OtherLoad(self.busy)
 
-    def prepare(self, model):
+    def prepare(self, model, interior=False):
         return model
 
     def latency(self, arch):

@@ -28,10 +28,7 @@ def one_block_space():
 class FakeMeter(latency.Meter):
     """No conversion, no timing: every part costs 1 ms."""
 
-    def prepare(self, model):
-        return None
-
-    def prepare_part(self, model):
+    def prepare(self, model, interior=False):
         return None
 
     def time(self, prepared):
@@ -116,6 +113,18 @@ def test_the_meter_checks_the_format():
     assert latency.Meter().settings()["quantization"] == "none"
 
 
+def test_every_format_setting_has_the_same_one_line_check(tmp_path):
+    import export
+    from proxyless_tf import api
+    table = saved(synthetic_table(one_block_space()), tmp_path / "t.json")
+    for setting, make in (("--latency_quantization", lambda: latency.Meter(quantization="int4")),
+                          ("--quantize", lambda: export.ExportSettings(quantize="int4")),
+                          ("quantization", lambda: api.latency_table(table, quantization="int4"))):
+        with pytest.raises(UsageError) as error:
+            make()
+        assert str(error.value) == f"{setting}='int4': use one of none, float16, dynamic, int8"
+
+
 # --- one conversion for the export and the tables ----------------------------------------------
 def test_the_export_and_the_tables_use_the_same_conversion(monkeypatch):
     from export import convert as export_convert
@@ -129,7 +138,7 @@ def test_the_export_and_the_tables_use_the_same_conversion(monkeypatch):
     space = one_block_space()
     meter = latency.Meter(quantization="int8")
     part = [p for p in latency.table_parts(space) if p.kind == "block"][0]
-    inside = meter.prepare_part(part.model())
+    inside = meter.prepare(part.model(), interior=True)
     network = meter.prepare(meter.network(architecture.resolve("all:k3e3", space)))
     assert calls == [("int8", True), ("int8", False)]
     from export import report as report_lib
@@ -175,7 +184,7 @@ def test_the_int8_export_is_reported_against_an_int8_table(tmp_path):
     splits = data.load("digits", 16, 32, max_train_examples=64)
     int8_table = saved(synthetic_table(space), tmp_path / "int8.json", "int8")
     settings = export.ExportSettings(
-        quantize="int8", latency_quantization="int8", latency_table=int8_table, target_ms=1.0,
+        quantize="int8", latency_table=int8_table, target_ms=1.0,
         target_ratio=0.8, target_reference=reference, report_images=16, latency_runs=3,
         latency_warmup=1, calibration_images=8, batch_size=32, verbose=0)
     report = export.export_model(build_model(arch), str(tmp_path / "derived.int8.tflite"),
@@ -203,8 +212,22 @@ def test_mobile_int8_cfg_composes_with_mobile_cfg():
         settings = export.settings_from_flags()
     assert config.quantization == "int8" and config.table == "auto"
     assert config.target_ratio == 0.8 and config.runtime == "tflite"
-    assert settings.quantize == "int8" and settings.latency_quantization == "int8"
+    assert settings.quantize == "int8" and "tflite-int8-" in settings.latency_table
     assert settings.kind == "int8"
+
+
+def test_the_export_takes_the_target_s_format_from_its_table(tmp_path):
+    import export
+    space = one_block_space()
+    int8_table = saved(synthetic_table(space), tmp_path / "int8.json", "int8")
+    float_table = saved(synthetic_table(space), tmp_path / "float.json")
+    assert export.ExportSettings().latency_quantization == "none"  # no table: float32
+    assert export.ExportSettings(latency_table=int8_table).latency_quantization == "int8"
+    with flagsaver.flagsaver(latency_quantization="int8", latency_table=float_table):
+        settings = export.settings_from_flags(require_table=True)
+    assert settings.latency_quantization == "none"  # the table's, not a flag that disagrees
+    with pytest.raises(TypeError):  # no longer a setting of its own
+        export.ExportSettings(latency_quantization="int8")
 
 
 # --- latency compare ----------------------------------------------------------------------------
@@ -333,5 +356,5 @@ def test_compare_guards_a_base_cost_of_zero_and_checks_formats_first(tmp_path):
         pytest.approx(1 / 3)
     from proxyless_tf.latency import cli
     with flagsaver.flagsaver(compare_formats=["none", "int4"], output=str(tmp_path / "c")):
-        with pytest.raises(UsageError, match="--compare_formats: 'int4'"):
-            cli.compare_command(space)
+        with pytest.raises(UsageError, match="--compare_formats='int4'"):
+            cli.compare_command(space, flag_configs.latency_config_from_flags())

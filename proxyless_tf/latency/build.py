@@ -66,7 +66,7 @@ def build_table(space, meter, output, references=(), rebuild=False, progress=Tru
     """Measures every part of `space` (and of `references`) into the table at `output`.
 
     Each part is converted once (in `meter.quantization`'s format, as a part of a network:
-    int8 parts keep int8 input and output, `Meter.prepare_part`) and timed in `rounds` rounds,
+    int8 parts keep int8 input and output, `Meter.prepare`) and timed in `rounds` rounds,
     a pass over all parts each, so that slow changes of the machine's state spread over every
     entry (see `combine`). Entries already in `output` (same runtime, threads, batch and
     format) are reused; the file is rewritten
@@ -89,7 +89,7 @@ def build_table(space, meter, output, references=(), rebuild=False, progress=Tru
     for r in range(rounds):
         for i, part in enumerate(todo):
             if part.key not in prepared:
-                prepared[part.key] = meter.prepare_part(part.model())
+                prepared[part.key] = meter.prepare(part.model(), interior=True)
                 if (i + 1) % 20 == 0:
                     keras.backend.clear_session()  # drop graphs of parts already converted
             timings[part.key].append(meter.time(prepared[part.key]))

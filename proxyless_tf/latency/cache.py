@@ -66,7 +66,7 @@ class MachineCache:
         self.key = {"format": FORMAT, "host": host_description(), "runtime": meter.runtime,
                     "threads": meter.threads, "batch": meter.batch,
                     "space": space_digest(space)}
-        quantization = getattr(meter, "quantization", "none")
+        quantization = meter.quantization
         if quantization != "none":  # float32 keys as before: the caches built so far still hold
             self.key["quantization"] = quantization
         digest = _digest([json.dumps(self.key, sort_keys=True)])

@@ -43,16 +43,15 @@ def _waited(meter):
     return f", {meter.waited:.1f}s of it waiting for quiet CPUs" if meter.quiet > 0 else ""
 
 
-def _meter():
-    meter = latency_config_from_flags().meter()
+def _meter(config):
+    meter = config.meter()
     configure_tf_threads(meter)
     return meter
 
 
-def _table(space, meter, command):
-    if not FLAGS.latency_table:
+def _table(space, meter, config, command):
+    if not config.table:
         raise UsageError(f"latency {command} needs --table=TABLE (or --latency_table)")
-    config = latency_config_from_flags()
     return LatencyTable.load(table_path(space, meter, config), stat=config.stat,
                              quantization=config.quantization)
 
@@ -63,20 +62,19 @@ def _arch(space, command):
     return resolve_arch(FLAGS.arch, space)
 
 
-def measure(space):
+def measure(space, config):
     """One network end to end, next to its prediction if a table is set."""
     arch = _arch(space, "measure")
-    meter = _meter()
+    meter = _meter(config)
     meter.check_available()
     stats = meter.measure_arch(arch)
     result = {"arch": FLAGS.arch, "measured_ms": round(stats["median"], 4), "measured": stats}
-    if FLAGS.latency_table:
-        table = _table(space, meter, "measure")
+    if config.table:
+        table = _table(space, meter, config, "measure")
         result["measured_ms"] = round(stat_of(stats, table.stat), 4)
         result["predicted_ms"] = round(table.predict(arch), 4)
         result["error_pct"] = round(100 * (result["predicted_ms"] - result["measured_ms"])
                                     / result["measured_ms"], 2)
-        config = latency_config_from_flags()
         if config.target_ms is not None or config.target_ratio is not None:
             target = resolve_target(table, space, config.target_ms, config.target_ratio,
                                     config.target_reference)
@@ -86,12 +84,11 @@ def measure(space):
     print(json.dumps(result))
 
 
-def build(space):
+def build(space, config):
     if not FLAGS.output:
         raise UsageError("latency build needs --output=TABLE.json")
-    meter = _meter()
+    meter = _meter(config)
     started = time.time()
-    config = latency_config_from_flags()
     table, measured, reused = build_table(space, meter, FLAGS.output, list(config.references),
                                           config.rebuild, rounds=config.rounds,
                                           calibration=config.calibrate)
@@ -100,10 +97,10 @@ def build(space):
           f"reused){factor} in {time.time() - started:.1f}s{_waited(meter)}")
 
 
-def recalibrate(space):
+def recalibrate(space, config):
     """A new calibration for a table, its parts as they are."""
-    meter = _meter()
-    table = _table(space, meter, "calibrate")
+    meter = _meter(config)
+    table = _table(space, meter, config, "calibrate")
     meter.require_compatible(table.settings, f"--table={FLAGS.latency_table}",
                              "give the flags it was built with")
     if FLAGS.latency_calibrate < 1:
@@ -120,21 +117,20 @@ def recalibrate(space):
           f"{FLAGS.latency_calibrate} networks in {time.time() - started:.1f}s")
 
 
-def predict(space):
+def predict(space, config):
     arch = _arch(space, "predict")
-    table = _table(space, latency_config_from_flags().meter(), "predict")
+    table = _table(space, config.meter(), config, "predict")
     for key, ms in table.breakdown(arch):
         print(f"{ms:10.4f}  {key}")
     print(f"{table.predict(arch):.4f}")
 
 
-def validate_command(space):
+def validate_command(space, config):
     """Validates the table the search would use here: checked and refitted first (reusing the
     check's cached measurements) unless --nolatency_check."""
-    if not FLAGS.latency_table:
+    if not config.table:
         raise UsageError("latency validate needs --table=TABLE (or --latency_table)")
-    meter = _meter()
-    config = latency_config_from_flags()
+    meter = _meter(config)
     table = checked_table(space, config, meter,
                           reference=reference_network(space, config)).table
     count, rounds = FLAGS.validate_count, FLAGS.latency_rounds
@@ -150,7 +146,7 @@ def validate_command(space):
     print(json.dumps(metrics))
 
 
-def compare_command(space):
+def compare_command(space, config):
     """The ops' costs in each of --compare_formats, from the tables built on this machine for
     them (measured now where the cache has none), into --output (a folder)."""
     from proxyless_tf.latency import compare
@@ -161,12 +157,9 @@ def compare_command(space):
     if len(formats) < 2 or len(set(formats)) != len(formats):
         raise UsageError(f"--compare_formats={','.join(formats)}: give two or more different "
                          "formats, the base first (e.g. none,int8)")
-    from proxyless_tf.quantize import MODES
-    unknown = [f for f in formats if f not in MODES]
-    if unknown:
-        raise UsageError(f"--compare_formats: {unknown[0]!r} is not a format; use "
-                         f"{', '.join(MODES)}")
-    config = latency_config_from_flags()
+    from proxyless_tf.quantize import check_mode
+    for quantization in formats:
+        check_mode(quantization, "--compare_formats")
     if config.runtime != "tflite":  # every format but none is a TFLite conversion
         raise UsageError(f"--compare_formats compares TFLite formats: it needs "
                          f"--latency_runtime=tflite, not {config.runtime}")
@@ -192,4 +185,5 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # keep the converter's chatter out of the console
     if len(argv) != 2 or argv[1] not in COMMANDS:
         raise UsageError(USAGE)
-    COMMANDS[argv[1]](options.space_from_flags(num_classes=FLAGS.latency_num_classes))
+    space = options.space_from_flags(num_classes=FLAGS.latency_num_classes)
+    COMMANDS[argv[1]](space, latency_config_from_flags())  # the one config of the command

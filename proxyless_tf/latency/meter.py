@@ -36,10 +36,8 @@ class Meter:
         if self.threads < 0 or self.batch < 1 or self.warmup < 0 or self.runs < 1:
             raise UsageError("--latency_threads must be >= 0, --latency_batch and --latency_runs "
                              ">= 1, --latency_warmup >= 0")
-        from proxyless_tf.quantize import MODES
-        if self.quantization not in MODES:
-            raise UsageError(f"--latency_quantization={self.quantization!r}: use one of "
-                             f"{', '.join(MODES)}")
+        from proxyless_tf.quantize import check_mode
+        check_mode(self.quantization, "--latency_quantization")
         if self.quantization != "none" and self.runtime != "tflite":
             raise UsageError(f"--latency_quantization={self.quantization} times TFLite files: it "
                              f"needs --latency_runtime=tflite, not {self.runtime}")
@@ -81,20 +79,14 @@ class Meter:
                                  "on this machine; build the table where the GPU is (a table "
                                  "measured elsewhere works here with --latency_table)")
 
-    def prepare(self, model):
+    def prepare(self, model, interior=False):
         """What `time` runs: TFLite bytes for tflite (converted as `quantization` ships,
-        `quantize.convert_for_timing`), the Keras model for the TF runtimes."""
+        `quantize.convert_for_timing`), the Keras model for the TF runtimes. `interior`: a part
+        of a network (a table entry), which in int8 keeps int8 input and output, as it runs
+        inside an int8 network."""
         from proxyless_tf.quantize import convert_for_timing
-        return convert_for_timing(model, self.quantization) if self.runtime == "tflite" \
-            else model
-
-    def prepare_part(self, model):
-        """`prepare` for a part of a network (a table entry): an int8 part keeps int8 input
-        and output, as it runs inside an int8 network (`quantize.convert_for_timing`)."""
-        if self.runtime == "tflite" and self.quantization == "int8":
-            from proxyless_tf.quantize import convert_for_timing
-            return convert_for_timing(model, self.quantization, interior=True)
-        return self.prepare(model)
+        return convert_for_timing(model, self.quantization, interior) \
+            if self.runtime == "tflite" else model
 
     def _timing(self, prepared):
         from proxyless_tf import measure
