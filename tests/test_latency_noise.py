@@ -20,8 +20,7 @@ from absl.testing import flagsaver
 from conftest import tiny_space
 from proxyless_tf import architecture, latency
 from proxyless_tf.latency import cache as cache_lib, refit, uncertainty
-from test_latency_check import (REFERENCE, MachineMeter, checked, flags_parsed,  # noqa: F401
-                                measured_table)
+from test_latency_check import REFERENCE, MachineMeter, checked, measured_table
 
 NOISE = 0.25
 
