@@ -24,7 +24,7 @@ Writes OUTPUT_DIR/results.json (also as the last line printed), results.md, pare
 ranking.png; with --report, the same under docs/ (nas_bench_macro.md, nas_bench_macro.json,
 nas_bench_macro/*.png). Rerunning the same command resumes: finished steps are kept.
 
-    python -m benchmarks.nas_bench_macro --report   # the full benchmark, about 70 min on 2 cores
+    python -m benchmarks.nas_bench_macro --report   # the full benchmark, about 90 min on 2 cores
     python -m benchmarks.nas_bench_macro --quick    # the same code path, tiny (CI, ~2 min)
 """
 
@@ -44,13 +44,13 @@ from benchmarks.supernet_eval import evaluation_data, restore_supernet
 
 FULL = dict(max_train_examples=0, batch_size=64, steps_per_epoch=350, warmup_epochs=16,
             seed_fraction=0.5, seed_candidate="smallest", skip_rate=0.5, weight_lr=0.05,
-            search_epochs=1, arch_update_every=1, arch_lr=0.05, latency_beta=2.0,
-            zero_pairs="gate", search_seeds=2, networks=100,
+            search_epochs=2, reinforce_epochs=1, arch_update_every=1, arch_lr=0.05,
+            latency_beta=2.0, zero_pairs="gate", search_seeds=2, networks=100,
             recalibration_batches=20, latency_rounds=3, latency_calibrate=20,
             percentiles="25,50,75", output_dir="runs/nas_bench_macro")
 QUICK = dict(FULL, max_train_examples=1280, batch_size=32, steps_per_epoch=3, warmup_epochs=2,
-             search_epochs=1, search_seeds=1, networks=5, recalibration_batches=2,
-             latency_rounds=1, latency_calibrate=0, percentiles="50",
+             search_epochs=1, reinforce_epochs=1, search_seeds=1, networks=5,
+             recalibration_batches=2, latency_rounds=1, latency_calibrate=0, percentiles="50",
              output_dir="runs/nas_bench_macro_quick")
 RECIPE = ("max_train_examples", "batch_size", "steps_per_epoch", "warmup_epochs",
           "seed_fraction", "seed_candidate", "skip_rate", "weight_lr")
@@ -177,6 +177,12 @@ def searches(args):
     return [s for s in plan if s[0].startswith(prefixes)]
 
 
+def search_epochs(args, algo):
+    """Search epochs after the supernet's: two for the gradient search, whose alphas are still
+    spread after one at the 75th percentile (docs/search_quality.md); REINFORCE one."""
+    return args.search_epochs if algo == "grad" else args.reinforce_epochs
+
+
 def run_search(args, out, supernet, table_path, name, algo, target_ms, seed):
     """A search resumed from a copy of the supernet's checkpoints: the same weights and data
     split for every search, its own sampling seed (--search_seed) and target."""
@@ -186,7 +192,7 @@ def run_search(args, out, supernet, table_path, name, algo, target_ms, seed):
             shutil.copytree(os.path.join(supernet, "checkpoints"),
                             os.path.join(folder, "checkpoints"))
         run_logged("proxyless_tf.search", supernet_flags(args) + [
-            f"--epochs={args.warmup_epochs + args.search_epochs}",
+            f"--epochs={args.warmup_epochs + search_epochs(args, algo)}",
             f"--arch_update_every={args.arch_update_every}", f"--arch_lr={args.arch_lr}",
             f"--latency_beta={args.latency_beta}", f"--zero_pairs={args.zero_pairs}",
             f"--arch_algo={algo}", f"--search_seed={seed}", f"--target_ms={target_ms:.6f}",
@@ -348,8 +354,8 @@ def main(argv=None):
         "date": datetime.date.today().isoformat(),
         "command": "python -m benchmarks.nas_bench_macro " + " ".join(argv or sys.argv[1:]),
         "recipe": recipe(args), "search": {k: getattr(args, k) for k in (
-            "search_epochs", "arch_update_every", "arch_lr", "latency_beta", "zero_pairs",
-            "search_seeds", "percentiles")},
+            "search_epochs", "reinforce_epochs", "arch_update_every", "arch_lr",
+            "latency_beta", "zero_pairs", "search_seeds", "percentiles")},
         "networks": len(bench), "sample": len(sample), "targets_ms": targets,
         "ranking": rank, "kendall_tau": rank["supernet"]["all"]["kendall_tau"],
         "macs_kendall_tau": rank["macs"]["all"]["kendall_tau"],
