@@ -55,6 +55,7 @@ QUICK = dict(FULL, max_train_examples=1280, batch_size=32, steps_per_epoch=3, wa
 RECIPE = ("max_train_examples", "batch_size", "steps_per_epoch", "warmup_epochs",
           "seed_fraction", "seed_candidate", "skip_rate", "weight_lr")
 UNIFORM = ("identity", "k3e3", "k5e6")
+REUSED_STEPS = ("latency table", "supernet", "inherited accuracy")  # with --supernet_from
 
 
 def parse_args(argv=None):
@@ -329,6 +330,7 @@ def main(argv=None):
     source = os.path.abspath(args.supernet_from) if args.supernet_from else out
     if args.supernet_from:
         reuse_ranking(source, out)
+        steps.inherit(StepTimes(source), REUSED_STEPS)
     table_path = step("latency table", build_table, args, source)
     latencies = step("predicted latency of every network", predicted_latencies, table_path, bench)
     ms = np.array(list(latencies.values()))

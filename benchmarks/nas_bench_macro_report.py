@@ -59,7 +59,8 @@ def markdown(r):
     lines = [
         "# The search against NAS-Bench-Macro's ground truth",
         "",
-        f"{r['date']}, `{r['command']}`, {r['wall_s'] / 60:.0f} min wall on this machine"
+        f"{r['date']}, `{r['command']}`, {r['wall_s'] / 60:.0f} min of steps on this machine "
+        "(a step reused from an earlier run counted as long as it took then)"
         f"{' (quick mode: code path only, the figures mean nothing)' if r['quick'] else ''}.",
         "",
         f"{r['networks']:,} distinct networks, each trained on CIFAR-10 for 50 epochs with three "

@@ -30,6 +30,21 @@ def test_a_supernet_of_another_recipe_is_refused(tmp_path):
         bench.train_supernet(args, str(tmp_path), "table.json")
 
 
+def test_steps_reused_from_an_earlier_run_keep_the_time_they_took_there(tmp_path):
+    from benchmarks.progress import StepTimes
+    earlier = StepTimes(str(tmp_path / "earlier"))
+    os.makedirs(tmp_path / "earlier")
+    earlier.add("supernet", 1600.0)
+    earlier.add("search grad_p25_s0", 230.0)
+    os.makedirs(tmp_path / "now")
+    now = StepTimes(str(tmp_path / "now"))
+    now.add("inherited accuracy", 5.0)  # this folder's own record wins
+    now.inherit(earlier, bench.REUSED_STEPS)
+    now.add("supernet", 0.1)  # the rerun finds it done
+    assert now.times == {"inherited accuracy": 5.0, "supernet": 1600.1}
+    assert StepTimes(str(tmp_path / "now")).times == now.times  # saved
+
+
 def test_goals_read_the_figures():
     rank = {s: {g: {"kendall_tau": t} for g, t in zip(
         ("all", "tercile_1", "tercile_2", "tercile_3"), taus)}
