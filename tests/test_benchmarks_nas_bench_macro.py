@@ -108,3 +108,19 @@ def test_quick_mode_runs_from_a_plain_shell_and_resumes(tmp_path):
     assert (out / "supernet.log").stat().st_size == log_size  # nothing trained again
     assert json.loads((out / "results.json").read_text())["searches"] == results["searches"]
     assert not os.path.exists(out / "searches" / "grad_p25_s0")
+
+
+def test_supernet_bias_names_the_choice_the_supernet_under_rates():
+    import itertools
+    import numpy as np
+    from benchmarks.supernet_bias import residuals_by_choice
+    rng = np.random.default_rng(0)
+    keys = ["".join(k) for k in itertools.product("012", repeat=4)]
+    truth = {k: 90.0 + rng.normal(0, 1.0) for k in keys}
+    # on another scale, right but for identity at block 2, which it scores 1.5 points too low
+    inherited = {k: 0.5 + 0.01 * (truth[k] - (1.5 if k[2] == "0" else 0.0)) for k in keys}
+    table, counts = residuals_by_choice(inherited, truth)
+    assert counts["identity"] == [27] * 4
+    assert table["identity"][2] > 0.5  # under-rated; the other ops there look over-rated
+    assert table["k3e3"][2] < 0 and table["k5e6"][2] < 0
+    assert max(abs(v) for row in table.values() for b, v in enumerate(row) if b != 2) < 0.2
