@@ -6,8 +6,9 @@
   with blocks skipped at random (`training_paths`: stochastic depth, `skip_rate`);
 * the architecture step, on a validation batch: two sampled paths per block mixed by binary
   gates, dL/dg from the tape turned into dL/dalpha (Eq. 4, `mixed_op.binary_gate_alpha_grad`),
-  the latency term's gradient added, an Adam step, then the rescale that keeps the unsampled
-  paths' probabilities. With `zero_pairs="loss"` a pair that holds `zero` is judged by its two
+  the latency term's gradient added (E[LAT] over every candidate, so it reaches the unsampled
+  paths too), an Adam step, then the rescale that keeps the pair's total probability (the
+  cross-entropy moves probability only within the pair). With `zero_pairs="loss"` a pair that holds `zero` is judged by its two
   losses instead of dL/dg (`_zero_pair_losses`).
 
 Both run through `tf.distribute` (`strategy`, the default one-device strategy unless given):
