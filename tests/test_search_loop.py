@@ -180,7 +180,7 @@ def test_the_latency_term_of_the_arch_step_lowers_the_expected_latency(tmp_path)
     from proxyless_tf import latency
     search = make_search(tmp_path)
     space = search.net.space
-    table = _synthetic_table(space)
+    table = _table_where_expansion_and_kernel_cost(space)
     lo, hi = latency.LatencyObjective(table, space, 1.0, loss="abs").range_ms()
     # A target far below E[LAT] and a weight that dwarfs the cross-entropy: the step through
     # the supernet's tape must carry the latency gradient to alpha.
@@ -200,7 +200,7 @@ def test_the_latency_term_lowers_costly_paths_the_arch_step_did_not_sample(tmp_p
     from proxyless_tf import latency
     search = make_search(tmp_path, candidates=("k3e3", "k3e6", "k5e3", "k5e6", "zero"))
     space = search.net.space
-    table = _synthetic_table(space)
+    table = _table_where_expansion_and_kernel_cost(space)
     lo, _ = latency.LatencyObjective(table, space, 1.0, loss="abs").range_ms()
     search.objective = latency.LatencyObjective(table, space, lo, loss="abs", beta=100.0)
     images, labels = next(iter(search.splits.valid))
@@ -219,7 +219,7 @@ def test_the_latency_term_lowers_costly_paths_the_arch_step_did_not_sample(tmp_p
     assert all(lowered)
 
 
-def _synthetic_table(space):
+def _table_where_expansion_and_kernel_cost(space):
     from proxyless_tf import latency
     entries = {p.key: {"count": 1, "mean": 0.0 if p.kind == "overhead" else
                        0.1 * p.key.count("expand:6") + 0.05 * p.key.count("kernel:5") + 0.1,
