@@ -13,6 +13,7 @@ imports nothing heavy, so command-line mistakes are reported before TensorFlow l
 """
 
 import dataclasses
+import functools
 import os
 
 from proxyless_tf.errors import UsageError
@@ -64,11 +65,12 @@ class ExportSettings:
             return "int8_qat"
         return kind(self.quantize)
 
-    @property
+    @functools.cached_property
     def latency_quantization(self):
         """The TFLite format the latency table, and so the search's target, is of: the one the
         table records (`LatencyTable.quantization`), never a setting that could disagree with
-        it; float32 ("none") without a table."""
+        it; float32 ("none") without a table. Read once per settings (`dataclasses.replace`
+        makes new ones)."""
         if not self.latency_table:
             return "none"
         from proxyless_tf.latency.table import LatencyTable
