@@ -7,9 +7,8 @@ table look-up answer what retraining on 2 cores could not:
   1. table: a latency table of the space built on this machine (LiteRT, 1 thread, batch 1) and
      every network's predicted latency;
   2. supernet: the library's recipe, weights only (seed network, grown into every candidate,
-     then random paths with skips), seeded here with the largest candidate (k5e6; the library's
-     default seeds with the smallest), on CIFAR-10's training images, the search's own
-     train/valid split; the 10,000 test images are never used;
+     then random paths with skips) on CIFAR-10's training images, the search's own train/valid
+     split; the 10,000 test images are never used;
   3. ranking: a seeded sample of --networks networks spread evenly over the predicted latencies,
      each scored with the supernet's weights (batch norm re-estimated on the same fixed
      held-out batches for every network), on the held-out validation images; Kendall's tau and
@@ -44,7 +43,7 @@ from benchmarks.stats import correlations
 from benchmarks.supernet_eval import evaluation_data, restore_supernet
 
 FULL = dict(max_train_examples=0, batch_size=64, steps_per_epoch=350, warmup_epochs=16,
-            seed_fraction=0.5, seed_candidate="largest", skip_rate=0.5, weight_lr=0.05,
+            seed_fraction=0.5, seed_candidate="smallest", skip_rate=0.5, weight_lr=0.05,
             search_epochs=2, reinforce_epochs=1, arch_update_every=1, arch_lr=0.05,
             latency_beta=2.0, zero_pairs="gate", search_seeds=2, networks=100,
             recalibration_batches=20, latency_rounds=3, latency_calibrate=20,
