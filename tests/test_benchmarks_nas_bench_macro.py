@@ -124,3 +124,21 @@ def test_supernet_bias_names_the_choice_the_supernet_under_rates():
     assert table["identity"][2] > 0.5  # under-rated; the other ops there look over-rated
     assert table["k3e3"][2] < 0 and table["k5e6"][2] < 0
     assert max(abs(v) for row in table.values() for b, v in enumerate(row) if b != 2) < 0.2
+
+
+def test_derive_by_score_takes_the_most_probable_networks_within_the_band_then_the_best_scored():
+    import itertools
+    import numpy as np
+    from benchmarks.derive_by_score import most_probable, picks
+    from proxyless_tf import nas_bench_macro as nbm
+    # k3e3 most probable everywhere; then k5e6 at block 0, identity likelier at later blocks
+    probs = np.array([[0.1, 0.5, 0.4]] + [[0.02 * b, 0.95 - 0.02 * b, 0.05] for b in range(1, 8)])
+    keys = {nbm.canonical("".join(d)) for d in itertools.product("012", repeat=8)}
+    latencies = {k: float(sum(int(d) for d in k)) for k in keys}  # identity 0, k3e3 1, k5e6 2
+    top = most_probable(probs, 8.0, latencies, top=3)
+    assert top[:2] == ["11111111", "21111110"]  # the second: k5e6 at 0, identity at 7
+    assert all(abs(latencies[k] / 8.0 - 1) <= 0.05 for k in top) and len(set(top)) == 3
+    assert most_probable(probs, 100.0, latencies, top=3) == []  # nothing within the band
+    scores = {top[0]: 0.5, top[1]: 0.7, top[2]: 0.6}
+    truth = {top[0]: 92.0, top[1]: 91.0, top[2]: 93.0}
+    assert picks(top, scores, truth) == {1: (top[0], 92.0), 3: (top[1], 91.0)}

@@ -1,0 +1,141 @@
+"""Would a derive by the supernet's score beat the most probable network? (issue 26)
+
+The gradient search derives the most probable network within +-5% of its latency target. Its
+final alphas often rank better networks just below that one. This benchmark takes, for every
+gradient search of a `benchmarks.nas_bench_macro` output folder, the --top most probable
+networks within the band (from the search's last history record), scores each with the
+supernet's weights as the ranking step does (batch norm re-estimated on the same fixed
+batches, accuracy on the held-out validation images), and looks up which network a pick of the
+best-scored of the first K would derive, against the search's own, in true accuracy.
+
+    python -m benchmarks.derive_by_score --run=runs/nas_bench_macro
+
+Scores are kept in RUN/derive_by_score.json (resumable; the ranking's sample, scored the same
+way in RUN/inherited.json, is not scored again); the last line printed is the JSON. K=1 is the
+most probable network, which is the search's own derived network (printed beside it).
+"""
+
+import argparse
+import glob
+import itertools
+import json
+import os
+import sys
+
+from benchmarks.commands import main_of
+
+BAND = 0.05
+PICKS = (1, 3, 5, 10)
+
+
+def most_probable(probs, target_ms, latencies, top, band=BAND):
+    """The `top` most probable distinct (canonical) networks whose predicted latency is within
+    +-band of the target, most probable first; every network of the space enumerated."""
+    import numpy as np
+    from proxyless_tf import nas_bench_macro as nbm
+    probs = np.asarray(probs)
+    raw = np.array(list(itertools.product(range(probs.shape[1]), repeat=probs.shape[0])))
+    keys = [nbm.canonical("".join(map(str, r))) for r in raw]
+    log_p = np.log(np.maximum(probs[np.arange(len(probs)), raw], 1e-30)).sum(axis=1)
+    inside = [i for i in np.argsort(-log_p) if abs(latencies[keys[i]] / target_ms - 1) <= band]
+    return list(dict.fromkeys(keys[i] for i in inside))[:top]
+
+
+def picks(candidates, scores, truth):
+    """{K: (key, true accuracy) of the best-scored of the first K candidates}."""
+    out = {}
+    for k in PICKS:
+        if k <= len(candidates):
+            key = max(candidates[:k], key=scores.get)
+            out[k] = (key, truth[key])
+    return out
+
+
+def searches_of(run):
+    """{search name: its last history record} of every finished gradient search of `run`."""
+    found = {}
+    for folder in sorted(glob.glob(os.path.join(run, "searches", "grad_*"))):
+        history = os.path.join(folder, "history.jsonl")
+        if os.path.exists(os.path.join(folder, "results.json")) and os.path.exists(history):
+            with open(history) as f:
+                records = [json.loads(line) for line in f if line.strip()]
+            if not records:
+                raise SystemExit(f"{history}: empty")
+            found[os.path.basename(folder)] = records[-1]
+    if not found:
+        raise SystemExit(f"--run={run}: no finished gradient search there "
+                         "(searches/grad_*/results.json)")
+    return found
+
+
+def supernet_source(run, results):
+    """The folder that holds the run's supernet and table: its --supernet_from, else itself."""
+    source = results.get("supernet_from") or run
+    if not os.path.exists(os.path.join(source, "supernet", "results.json")):
+        raise SystemExit(f"--run={run}: no finished supernet at {source}/supernet (its "
+                         "results.json names supernet_from; run from the same folder)")
+    return source
+
+
+def score(run, source, results, keys, scores):
+    """Adds the inherited accuracy of every key of `keys` not yet in `scores` (kept in
+    RUN/derive_by_score.json as it goes), scored as the ranking step scores its sample."""
+    from benchmarks import nas_bench_macro as benchmark
+    from proxyless_tf import derived, io_utils, nas_bench_macro as nbm
+    todo = sorted(set(keys) - set(scores))
+    if not todo:
+        return scores
+    settings = benchmark.parse_args([f"--output_dir={run}"] + (["--quick"] if results["quick"]
+                                                               else []) + [
+        f"--{name}={results['recipe'][name]}" for name in ("batch_size", "max_train_examples")])
+    calibration, valid, net = benchmark.evaluation(settings, os.path.join(source, "supernet"))
+    for i, key in enumerate(todo):
+        model = derived.derived_network(net, calibration, nbm.arch_of(key),
+                                        settings.recalibration_batches)
+        scores[key] = derived.accuracy(model, valid)
+        print(f"{i + 1}/{len(todo)} {key} {scores[key]:.4f}", flush=True)
+        io_utils.write_json(os.path.join(run, "derive_by_score.json"), scores)
+    return scores
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", default="runs/nas_bench_macro",
+                        help="a finished benchmarks.nas_bench_macro output folder")
+    parser.add_argument("--top", type=int, default=10, help="candidates per search")
+    args = parser.parse_args(argv)
+    if args.top < 1:
+        sys.exit(f"--top={args.top}: at least 1")
+    from benchmarks import nas_bench_macro as benchmark
+    from proxyless_tf import io_utils, nas_bench_macro as nbm
+    results_path = os.path.join(args.run, "results.json")
+    if not os.path.exists(results_path):
+        sys.exit(f"--run={args.run}: no results.json there (run benchmarks.nas_bench_macro)")
+    results = io_utils.read_json(results_path, what="benchmark results")
+    source = supernet_source(args.run, results)
+    bench = nbm.Benchmark()
+    latencies = benchmark.predicted_latencies(os.path.join(source, "table.json"), bench)
+    wanted = {name: most_probable(last["probs"], last["target_ms"], latencies, args.top)
+              for name, last in searches_of(args.run).items()}
+    # the ranking's sample was scored the same way: its scores count
+    scores = {}
+    for name in ("inherited.json", "derive_by_score.json"):
+        path = os.path.join(args.run, name)
+        if os.path.exists(path):
+            scores.update(io_utils.read_json(path, what="inherited scores"))
+    scores = score(args.run, source, results, [k for ks in wanted.values() for k in ks], scores)
+    truth = {k: bench.records[k].mean_acc for k in scores}
+    report = {}
+    for name, keys in wanted.items():
+        chosen = picks(keys, scores, truth)
+        derived_key = results["searches"].get(name, {}).get("key")
+        report[name] = {"derived": derived_key, "candidates": [
+            [k, round(truth[k], 2), round(scores[k], 4)] for k in keys],
+            "picks": {str(k): [key, round(acc, 2)] for k, (key, acc) in chosen.items()}}
+        print(f"{name} derived {derived_key}  " + "  ".join(
+            f"K={k}: {key} {acc:.2f}" for k, (key, acc) in chosen.items()))
+    print(json.dumps({"run": args.run, "top": args.top, "searches": report}))
+
+
+if __name__ == "__main__":
+    main_of(main)()
