@@ -85,9 +85,10 @@ def score(run, source, results, keys, scores):
     todo = sorted(set(keys) - set(scores))
     if not todo:
         return scores
-    settings = benchmark.parse_args([f"--output_dir={run}"] + (["--quick"] if results["quick"]
-                                                               else []) + [
-        f"--{name}={results['recipe'][name]}" for name in ("batch_size", "max_train_examples")])
+    flags = [f"--output_dir={run}"] + (["--quick"] if results["quick"] else [])
+    flags += [f"--{name}={results['recipe'][name]}"
+              for name in ("batch_size", "max_train_examples")]
+    settings = benchmark.parse_args(flags)
     calibration, valid, net = benchmark.evaluation(settings, os.path.join(source, "supernet"))
     for i, key in enumerate(todo):
         model = derived.derived_network(net, calibration, nbm.arch_of(key),
