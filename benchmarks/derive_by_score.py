@@ -77,26 +77,13 @@ def supernet_source(run, results):
     return source
 
 
-def score(run, source, results, keys, scores):
-    """Adds the inherited accuracy of every key of `keys` not yet in `scores` (kept in
-    RUN/derive_by_score.json as it goes), scored as the ranking step scores its sample."""
+def evaluation_settings(run, results):
+    """The benchmark's settings of the run (its recipe's batch and split; --quick's batches)."""
     from benchmarks import nas_bench_macro as benchmark
-    from proxyless_tf import derived, io_utils, nas_bench_macro as nbm
-    todo = sorted(set(keys) - set(scores))
-    if not todo:
-        return scores
     flags = [f"--output_dir={run}"] + (["--quick"] if results["quick"] else [])
     flags += [f"--{name}={results['recipe'][name]}"
               for name in ("batch_size", "max_train_examples")]
-    settings = benchmark.parse_args(flags)
-    calibration, valid, net = benchmark.evaluation(settings, os.path.join(source, "supernet"))
-    for i, key in enumerate(todo):
-        model = derived.derived_network(net, calibration, nbm.arch_of(key),
-                                        settings.recalibration_batches)
-        scores[key] = derived.accuracy(model, valid)
-        print(f"{i + 1}/{len(todo)} {key} {scores[key]:.4f}", flush=True)
-        io_utils.write_json(os.path.join(run, "derive_by_score.json"), scores)
-    return scores
+    return benchmark.parse_args(flags)
 
 
 def main(argv=None):
@@ -119,12 +106,12 @@ def main(argv=None):
     wanted = {name: most_probable(last["probs"], last["target_ms"], latencies, args.top)
               for name, last in searches_of(args.run).items()}
     # the ranking's sample was scored the same way: its scores count
-    scores = {}
-    for name in ("inherited.json", "derive_by_score.json"):
-        path = os.path.join(args.run, name)
-        if os.path.exists(path):
-            scores.update(io_utils.read_json(path, what="inherited scores"))
-    scores = score(args.run, source, results, [k for ks in wanted.values() for k in ks], scores)
+    ranked = os.path.join(args.run, "inherited.json")
+    known = io_utils.read_json(ranked, what="inherited scores") if os.path.exists(ranked) else {}
+    keys = sorted({k for ks in wanted.values() for k in ks})
+    scores = benchmark.inherited_accuracies(evaluation_settings(args.run, results), args.run,
+                                            os.path.join(source, "supernet"), keys,
+                                            kept_in="derive_by_score.json", known=known)
     truth = {k: bench.records[k].mean_acc for k in scores}
     report = {}
     for name, keys in wanted.items():

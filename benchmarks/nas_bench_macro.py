@@ -214,13 +214,14 @@ def ranking_sample(latencies, count, seed=0):
     return [keys[int(rng.choice(b))] for b in bins]
 
 
-def inherited_accuracies(args, out, supernet, keys):
+def inherited_accuracies(args, out, supernet, keys, kept_in="inherited.json", known=None):
     """{key: accuracy on the held-out validation images with the supernet's weights}, batch
-    norm re-estimated on the same fixed batches for every network; kept in
-    OUTPUT_DIR/inherited.json and extended as networks are scored (resumable)."""
+    norm re-estimated on the same fixed batches for every network; kept in OUTPUT_DIR/kept_in
+    and extended as networks are scored (resumable); `known` scores are not scored again."""
     from proxyless_tf import io_utils
-    path = os.path.join(out, "inherited.json")
+    path = os.path.join(out, kept_in)
     kept = io_utils.read_json(path, what="inherited scores") if os.path.exists(path) else {}
+    kept = {**(known or {}), **kept}
     todo = [k for k in keys if k not in kept]
     if not todo:
         return kept
