@@ -95,8 +95,9 @@ flags.DEFINE_enum("zero_pairs", "gate", ["gate", "loss"],
                   "block): gate: by dL/dg as the paper's Eq. 4; `zero`'s own gate gradient is "
                   "0, so this is a first-order guess of what the block adds. loss: by the two "
                   "networks' cross-entropies on the batch, the exact gradient of the pair's "
-                  "expected loss, at one more forward pass per such block (its cost and "
-                  "effect: docs/history/search_quality.md, section 7).")
+                  "expected loss, at one more pass through the rest of the network from each "
+                  "such block (its cost and effect: docs/history/search_quality.md, sections 7 "
+                  "and 15).")
 flags.DEFINE_integer("steps_per_epoch", 0, "Weight steps per epoch (0: one pass over the data).")
 flags.DEFINE_float("weight_lr", 0.025, "Initial learning rate of the weights (cosine decay).")
 flags.DEFINE_float("weight_decay", 4e-5, "L2 on conv/dense kernels.")

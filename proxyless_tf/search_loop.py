@@ -64,7 +64,8 @@ class SearchConfig:
                                       # paths, never in the seed phase)
     zero_pairs: str = "gate"          # architecture step, a sampled pair holding `zero`:
                                       # "gate" judges it by dCE/dg as the paper (Eq. 4), "loss"
-                                      # by its two cross-entropies (one more forward pass)
+                                      # by its two cross-entropies (the rest of the
+                                      # network run once more from that block)
     checkpoint_seconds: float = 0.0   # an epoch's end saves a checkpoint when this long has
                                       # passed since the last (0: every epoch); the last epoch
                                       # of every phase always saves

@@ -8,8 +8,8 @@
   gates, dL/dg from the tape turned into dL/dalpha (Eq. 4, `mixed_op.binary_gate_alpha_grad`),
   the latency term's gradient added (E[LAT] over every candidate, so it reaches the unsampled
   paths too), an Adam step, then the rescale that keeps the pair's total probability (the
-  cross-entropy moves probability only within the pair). With `zero_pairs="loss"` a pair that holds `zero` is judged by its two
-  losses instead of dL/dg (`_zero_pair_losses`).
+  cross-entropy moves probability only within the pair). With `zero_pairs="loss"` a pair that
+  holds `zero` is judged by its two losses instead of dL/dg (`_zero_pair_losses`).
 
 Both run through `tf.distribute` (`strategy`, the default one-device strategy unless given):
 inputs are per-replica shares of a global batch, each replica's loss is its share of the
@@ -204,13 +204,19 @@ class SearchSteps:
         if pairs is None:  # per-replica sampling: this replica's own pairs and gates
             pairs = self.sample_paths()
             gates = self._sample_gates(pairs)
+        block_inputs = [] if self.config.zero_pairs == "loss" else None
         with tf.GradientTape() as tape:
             tape.watch(gates)
-            logits = self.net(images, mode="two", paths=pairs, gates=gates, training=True)
+            if block_inputs is None:
+                logits = self.net(images, mode="two", paths=pairs, gates=gates, training=True)
+            else:  # the same pass, keeping each block's input for _zero_pair_losses
+                logits = self.net.run_from(0, self.net.stem(images, training=True), "two", pairs,
+                                           gates, training=True, block_inputs=block_inputs)
             ce = self._cross_entropy(labels, logits)
         gate_grads = tape.gradient(ce, gates)  # this replica's share of dCE/dg
-        if self.config.zero_pairs == "loss":
-            gate_grads = self._zero_pair_losses(images, labels, pairs, gates, ce, gate_grads)
+        if block_inputs is not None:
+            gate_grads = self._zero_pair_losses(labels, pairs, gates, ce, gate_grads,
+                                                block_inputs)
         ctx = tf.distribute.get_replica_context()
         if self.objective is not None:
             # loss = f(CE, E[LAT]) of the global-batch CE: dL/dg = f_CE * dCE/dg (summed over
@@ -244,36 +250,36 @@ class SearchSteps:
             touched = ctx.all_reduce(tf.distribute.ReduceOp.SUM, touched)
         return ce, self._accuracy(labels, logits), expected_ms, touched
 
-    def _zero_pair_losses(self, images, labels, pairs, gates, ce, gate_grads):
+    def _zero_pair_losses(self, labels, pairs, gates, ce, gate_grads, block_inputs):
         """`gate_grads` with the pairs that hold `zero` judged by their two losses.
 
         `zero`'s output is 0, so its dCE/dg is 0, and Eq. 4 then moves alpha_zero by the sign
         of dCE/dg_op alone: a first-order guess of CE(op) - CE(zero) that on CIFAR-10 agrees
         with the actual sign in under two thirds of the pairs (benchmarks/zero_gradient.py).
-        For such a pair the block's other path is run once more (the rest of the network as
-        sampled) and the two cross-entropies take the place of dCE/dg: Eq. 4 with (CE_0, CE_1)
-        gives p_0 p_1 (CE_0 - CE_1) for alpha_0, the exact gradient of the pair's expected
-        loss p_0 CE_0 + p_1 CE_1 on this batch. One extra forward pass per such block (with
-        batch statistics, as the step's own pass, and like it updating the moving ones). On
-        CIFAR-10 it did not change what the searches pick (docs/history/search_quality.md, section 7),
-        so `gate` stays the default."""
+        For such a pair the network is run once more with the block's other path (every other
+        block as sampled) and the two cross-entropies take the place of dCE/dg: Eq. 4 with
+        (CE_0, CE_1) gives p_0 p_1 (CE_0 - CE_1) for alpha_0, the exact gradient of the pair's
+        expected loss p_0 CE_0 + p_1 CE_1 on this batch. The blocks before the flipped one
+        compute what they did in the step's own pass (the gates are one-hot), so that run
+        starts from the block's input in `block_inputs`: about half a forward pass per such
+        block (with batch statistics, as the step's own pass, and like it updating the moving
+        ones). On CIFAR-10 it did not change what the searches pick
+        (docs/history/search_quality.md, section 7), so `gate` stays the default."""
         first_on = gates[:, 0] > 0.5
         active = tf.where(first_on, pairs[:, 0], pairs[:, 1])
         inactive = tf.where(first_on, pairs[:, 1], pairs[:, 0])
         holds_zero = tf.reduce_any(tf.equal(pairs, self._zero_index[:, None]), axis=1)
-        flips = tf.cast(tf.where(holds_zero)[:, 0], tf.int32)
 
-        def flipped_loss(i, losses):
-            s = flips[i]
-            paths = tf.tensor_scatter_nd_update(active, [[s]], [inactive[s]])
-            logits = self.net(images, mode="binary", paths=tf.stack([paths, paths], 1),
-                              training=True)
-            return i + 1, losses.write(i, self._cross_entropy(labels, logits))
+        def flipped_loss(slot, position):
+            paths = tf.tensor_scatter_nd_update(active, [[slot]], [inactive[slot]])
+            logits = self.net.run_from(position, block_inputs[position], "binary",
+                                       tf.stack([paths, paths], 1), training=True)
+            return self._cross_entropy(labels, logits)
 
-        count = tf.size(flips)
-        _, flipped = tf.while_loop(lambda i, _: i < count, flipped_loss,
-                                   [tf.constant(0), tf.TensorArray(tf.float32, size=count)])
-        other_ce = tf.scatter_nd(flips[:, None], flipped.stack(), tf.shape(holds_zero))
+        other_ce = tf.stack([
+            tf.cond(holds_zero[slot], lambda s=slot, p=position: flipped_loss(s, p),
+                    lambda: tf.zeros_like(ce))
+            for slot, position in enumerate(self.net.slot_positions)])
         losses = tf.stack([tf.where(first_on, ce, other_ce), tf.where(first_on, other_ce, ce)], 1)
         return tf.where(holds_zero[:, None], losses, gate_grads)
 

@@ -33,6 +33,8 @@ class Supernet(keras.Model):
         self.head = self._submodel(last.output_size, last.out_channels, lambda K, x: blocks.head(
             K, x, space.head_channels, space.num_classes, space.dropout, act), "head")
         self.mixed_ops = [b for b in self.backbone if isinstance(b, MixedOp)]
+        self._slots_before = tuple(np.cumsum([0] + [isinstance(b, MixedOp) for b in self.backbone])
+                                   .tolist())
         self._slot_of_variable = None
         # Keras' tracked lists are no TensorFlow checkpoint dependencies: without these, a
         # tf.train.Checkpoint holds the blocks' weights only through the optimiser and their
@@ -51,9 +53,20 @@ class Supernet(keras.Model):
         """`paths` is int32 [num_searchable, 2] (binary mode reads column 0), `gates` is float
         [num_searchable, 2] (two-path mode). `selections` (binary mode): the sampled paths'
         weights as `select` read them, for a step that differentiates with respect to them."""
-        x = self.stem(images, training=training)
-        slot = 0
-        for p, layer in zip(self.positions, self.backbone):
+        return self.run_from(0, self.stem(images, training=training), mode, paths, gates,
+                             training, selections)
+
+    def run_from(self, position, x, mode="binary", paths=None, gates=None, training=False,
+                 selections=None, block_inputs=None):
+        """The network from backbone `position` on (the head included), `x` being that block's
+        input: `call` runs it from 0 with the stem's output. `block_inputs`, a list, receives
+        every block's input on the way, so that a later `run_from` can run the rest of the
+        network again from any block with a prefix that did not change. (Keras' `__call__`
+        copies its arguments, so a caller that collects calls this method directly.)"""
+        slot = self._slots_before[position]
+        for p, layer in zip(self.positions[position:], self.backbone[position:]):
+            if block_inputs is not None:
+                block_inputs.append(x)
             if isinstance(layer, MixedOp):
                 y = layer(x, mode=mode, pair=None if paths is None else paths[slot],
                           gates=None if gates is None else gates[slot], training=training,
@@ -63,6 +76,11 @@ class Supernet(keras.Model):
                 y = layer(x, training=training)
             x = x + y if p.has_shortcut else y
         return self.head(x, training=training)
+
+    @property
+    def slot_positions(self):
+        """The backbone position of each searchable block."""
+        return [i for i, layer in enumerate(self.backbone) if isinstance(layer, MixedOp)]
 
     # --- architecture parameters -------------------------------------------------------------
     @property

@@ -176,6 +176,42 @@ def test_a_pair_holding_zero_moves_alpha_zero_as_the_two_losses_say(tmp_path, ze
     assert all(verdicts) if always_right else not all(verdicts)
 
 
+def test_a_pair_holding_zero_is_judged_by_the_whole_network_s_losses_with_each_path(tmp_path):
+    """zero_pairs="loss" runs a flipped block's network again only from that block on, the
+    blocks before it reused from the step's own pass: its two losses are those of the whole
+    network run with each path of the pair (every other block at its active path)."""
+    search = make_search(tmp_path, zero_pairs="loss", warmup_epochs=0)
+    net, steps = search.net, search.steps
+    assert net.slot_positions[0] > 0  # a fixed block first: positions are not slots
+    batches = iter(search.splits.valid.repeat())
+    search.weight_step(*next(batches))
+    compared = 0
+    for seed in range(6):
+        images, labels = next(batches)
+        search.rng.reset_from_seed(seed)
+        pairs = steps.sample_paths()
+        gates = steps._sample_gates(pairs)
+        block_inputs = []
+        logits = net.run_from(0, net.stem(images, training=True), "two", pairs, gates,
+                              training=True, block_inputs=block_inputs)
+        ce = steps._cross_entropy(labels, logits)
+        losses = steps._zero_pair_losses(labels, pairs, gates, ce, tf.zeros_like(gates),
+                                         block_inputs).numpy()
+        pairs, gates = pairs.numpy(), gates.numpy()
+        active = np.where(gates[:, 0] > 0.5, pairs[:, 0], pairs[:, 1])
+        for s, m in enumerate(net.mixed_ops):
+            if m.layout.zero not in pairs[s]:
+                np.testing.assert_array_equal(losses[s], 0.0)  # dCE/dg as given
+                continue
+            for k in range(2):
+                paths = active.copy()
+                paths[s] = pairs[s, k]
+                whole = _cross_entropy_with(search, images, labels, paths)
+                np.testing.assert_allclose(losses[s, k], whole, rtol=1e-5, atol=1e-6)
+                compared += 1
+    assert compared >= 10
+
+
 def test_the_latency_term_of_the_arch_step_lowers_the_expected_latency(tmp_path):
     from proxyless_tf import latency
     search = make_search(tmp_path)
