@@ -204,14 +204,11 @@ class SearchSteps:
         if pairs is None:  # per-replica sampling: this replica's own pairs and gates
             pairs = self.sample_paths()
             gates = self._sample_gates(pairs)
-        block_inputs = [] if self.config.zero_pairs == "loss" else None
+        block_inputs = [] if self.config.zero_pairs == "loss" else None  # kept for its reruns
         with tf.GradientTape() as tape:
             tape.watch(gates)
-            if block_inputs is None:
-                logits = self.net(images, mode="two", paths=pairs, gates=gates, training=True)
-            else:  # the same pass, keeping each block's input for _zero_pair_losses
-                logits = self.net.run_from(0, self.net.stem(images, training=True), "two", pairs,
-                                           gates, training=True, block_inputs=block_inputs)
+            logits = self.net.forward(images, "two", pairs, gates, training=True,
+                                      block_inputs=block_inputs)
             ce = self._cross_entropy(labels, logits)
         gate_grads = tape.gradient(ce, gates)  # this replica's share of dCE/dg
         if block_inputs is not None:
@@ -260,26 +257,30 @@ class SearchSteps:
         block as sampled) and the two cross-entropies take the place of dCE/dg: Eq. 4 with
         (CE_0, CE_1) gives p_0 p_1 (CE_0 - CE_1) for alpha_0, the exact gradient of the pair's
         expected loss p_0 CE_0 + p_1 CE_1 on this batch. The blocks before the flipped one
-        compute what they did in the step's own pass (the gates are one-hot), so that run
-        starts from the block's input in `block_inputs`: about half a forward pass per such
-        block (with batch statistics, as the step's own pass, and like it updating the moving
-        ones). On CIFAR-10 it did not change what the searches pick
-        (docs/history/search_quality.md, section 7), so `gate` stays the default."""
+        compute what they did in the step's own pass (the gates are one-hot), so the rerun
+        starts at the flipped block, from what that pass recorded (`block_inputs`): on average
+        about half a forward pass per such block, with batch statistics as the step's own pass,
+        updating the moving statistics of the blocks it runs. On CIFAR-10 it did not change
+        what the searches pick (docs/history/search_quality.md, section 7), so `gate` stays the
+        default."""
         first_on = gates[:, 0] > 0.5
         active = tf.where(first_on, pairs[:, 0], pairs[:, 1])
         inactive = tf.where(first_on, pairs[:, 1], pairs[:, 0])
         holds_zero = tf.reduce_any(tf.equal(pairs, self._zero_index[:, None]), axis=1)
+        flips = tf.cast(tf.where(holds_zero)[:, 0], tf.int32)
+        positions = tf.constant(self.net.slot_positions, tf.int32)
 
-        def flipped_loss(slot, position):
-            paths = tf.tensor_scatter_nd_update(active, [[slot]], [inactive[slot]])
-            logits = self.net.run_from(position, block_inputs[position], "binary",
-                                       tf.stack([paths, paths], 1), training=True)
-            return self._cross_entropy(labels, logits)
+        def flipped_loss(i, losses):
+            s = flips[i]
+            paths = tf.tensor_scatter_nd_update(active, [[s]], [inactive[s]])
+            logits = self.net.rerun_from(positions[s], block_inputs, tf.stack([paths, paths], 1),
+                                         training=True)
+            return i + 1, losses.write(i, self._cross_entropy(labels, logits))
 
-        other_ce = tf.stack([
-            tf.cond(holds_zero[slot], lambda s=slot, p=position: flipped_loss(s, p),
-                    lambda: tf.zeros_like(ce))
-            for slot, position in enumerate(self.net.slot_positions)])
+        count = tf.size(flips)
+        _, flipped = tf.while_loop(lambda i, _: i < count, flipped_loss,
+                                   [tf.constant(0), tf.TensorArray(tf.float32, size=count)])
+        other_ce = tf.scatter_nd(flips[:, None], flipped.stack(), tf.shape(holds_zero))
         losses = tf.stack([tf.where(first_on, ce, other_ce), tf.where(first_on, other_ce, ce)], 1)
         return tf.where(holds_zero[:, None], losses, gate_grads)
 

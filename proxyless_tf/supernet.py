@@ -53,29 +53,47 @@ class Supernet(keras.Model):
         """`paths` is int32 [num_searchable, 2] (binary mode reads column 0), `gates` is float
         [num_searchable, 2] (two-path mode). `selections` (binary mode): the sampled paths'
         weights as `select` read them, for a step that differentiates with respect to them."""
-        return self.run_from(0, self.stem(images, training=training), mode, paths, gates,
-                             training, selections)
+        return self.forward(images, mode, paths, gates, training, selections)
 
-    def run_from(self, position, x, mode="binary", paths=None, gates=None, training=False,
-                 selections=None, block_inputs=None):
-        """The network from backbone `position` on (the head included), `x` being that block's
-        input: `call` runs it from 0 with the stem's output. `block_inputs`, a list, receives
-        every block's input on the way, so that a later `run_from` can run the rest of the
-        network again from any block with a prefix that did not change. (Keras' `__call__`
-        copies its arguments, so a caller that collects calls this method directly.)"""
-        slot = self._slots_before[position]
-        for p, layer in zip(self.positions[position:], self.backbone[position:]):
+    def forward(self, images, mode="binary", paths=None, gates=None, training=False,
+                selections=None, block_inputs=None):
+        """`call`'s pass. `block_inputs`, a list, receives every backbone block's input and,
+        last, the head's: what `rerun_from` reads instead of running those blocks again.
+        (Keras' `__call__` copies its arguments, so a caller that collects calls this method
+        directly.)"""
+        x = self.stem(images, training=training)
+        for position in range(len(self.backbone)):
             if block_inputs is not None:
                 block_inputs.append(x)
-            if isinstance(layer, MixedOp):
-                y = layer(x, mode=mode, pair=None if paths is None else paths[slot],
-                          gates=None if gates is None else gates[slot], training=training,
-                          selection=None if selections is None else selections[slot])
-                slot += 1
-            else:
-                y = layer(x, training=training)
-            x = x + y if p.has_shortcut else y
+            x = self._block(position, x, mode, paths, gates, training, selections)
+        if block_inputs is not None:
+            block_inputs.append(x)
         return self.head(x, training=training)
+
+    def rerun_from(self, start, block_inputs, paths, training=False):
+        """The logits with binary `paths`, the blocks before backbone position `start` (a
+        scalar tensor) not run again: their outputs are read from `block_inputs`, recorded by
+        `forward` with the same paths in those blocks. One graph serves every `start`: each
+        block is a choice between its recorded output and running it."""
+        x = block_inputs[0]
+        for position in range(len(self.backbone)):
+            x = tf.cond(tf.less(position, start),
+                        lambda p=position: block_inputs[p + 1],
+                        lambda p=position, x=x: self._block(p, x, "binary", paths, None,
+                                                            training, None))
+        return self.head(x, training=training)
+
+    def _block(self, position, x, mode, paths, gates, training, selections):
+        """Backbone block `position` on its input `x`, its shortcut included."""
+        layer = self.backbone[position]
+        if isinstance(layer, MixedOp):
+            slot = self._slots_before[position]
+            y = layer(x, mode=mode, pair=None if paths is None else paths[slot],
+                      gates=None if gates is None else gates[slot], training=training,
+                      selection=None if selections is None else selections[slot])
+        else:
+            y = layer(x, training=training)
+        return x + y if self.positions[position].has_shortcut else y
 
     @property
     def slot_positions(self):

@@ -268,8 +268,8 @@ def mirrored_checks(tmp, out_path):
             "copies_equal": all_copies_equal(two)}
 
     findings["equivalence"] = equivalence("gate")
-    # The same with pairs that hold `zero` judged by their two losses (the extra forward
-    # passes run on each replica's share and sum like the gate gradients).
+    # The same with pairs that hold `zero` judged by their two losses (the reruns from each
+    # flipped block run on each replica's share and sum like the gate gradients).
     findings["equivalence_zero_pairs_loss"] = equivalence("loss")
 
     # 2. Per-replica sampling: each replica draws its own paths; the weights of every path
