@@ -5,7 +5,16 @@ the data pipeline's shuffles and augmentation) and is always applied. With `dete
 TensorFlow's op determinism is enabled too: kernels whose float sums depend on thread timing
 (reductions, convolution back-props, tf.data's parallel maps) run in a fixed order, so that two
 runs agree bit for bit. Its cost on CPU is in README.md, "Reproducibility".
+
+`random_state_kept()` shields a seeded run from work whose amount varies between runs (the
+latency check times fewer networks when its cache has them).
 """
+
+import contextlib
+
+# Where Keras keeps its seed and its global seed generator (keras.src.backend.common.global_state
+# and keras.src.random.seed_generator); keras.backend.clear_session() drops both.
+_KERAS_SEED_ATTRIBUTES = ("global_random_seed", "global_seed_generator")
 
 
 def seed_everything(seed, deterministic=False):
@@ -14,3 +23,28 @@ def seed_everything(seed, deterministic=False):
     keras.utils.set_random_seed(int(seed))
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+
+
+@contextlib.contextmanager
+def random_state_kept():
+    """Runs the block, then puts back the random state it found: Python's, NumPy's and Keras's
+    (its seed, and its seed generator with that generator's state). Building a Keras network
+    draws its initial weights from that state, and clearing the session drops Keras's part."""
+    import random
+
+    import numpy as np
+    from keras.src.backend.common import global_state
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    keras_state = {name: global_state.get_global_attribute(name)
+                   for name in _KERAS_SEED_ATTRIBUTES}
+    generator = keras_state["global_seed_generator"]
+    generator_state = None if generator is None else generator.state.numpy()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        for name, value in keras_state.items():
+            global_state.set_global_attribute(name, value)
+        if generator is not None:
+            generator.state.assign(generator_state)

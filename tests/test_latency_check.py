@@ -492,6 +492,36 @@ def test_a_real_check_with_litert(tmp_path, monkeypatch):
     assert second.timed_now == (2 if second.drift else 1)
 
 
+def test_a_seeded_run_draws_the_same_numbers_after_the_check_whether_it_timed_or_not(
+        tmp_path, monkeypatch):
+    """The check builds networks of its own to time them (their weights drawn at random) and
+    clears Keras's session between them; a cached check builds fewer. Neither may move the
+    random state a seeded search goes on from (docs/default_job.md, "Known")."""
+    import random
+
+    import keras
+    from proxyless_tf import reproducible
+    monkeypatch.setattr(latency.Meter, "other_load", lambda self: OtherLoad(0.0))
+    space = tiny_space(widths=(16,), depths=(1,), strides=(1,), candidates=("k3e3", "k5e6"))
+    meter = latency.Meter(runs=2, warmup=1)
+    table, _, _ = latency.build_table(space, meter, str(tmp_path / "t.json"), progress=False)
+
+    def draws():
+        layer = keras.layers.Dense(3)
+        layer.build((None, 2))
+        return (random.random(), float(np.random.rand()),
+                keras.random.normal((2,)).numpy().tolist(), layer.kernel.numpy().tolist())
+
+    reproducible.seed_everything(0)
+    expected = [draws(), draws()]
+    for _ in ("cold cache", "warm cache"):
+        reproducible.seed_everything(0)
+        before = draws()  # Keras's seed generator now exists and has moved on
+        checked(table, meter, tmp_path, space=space, networks=2, reference="all:k5e6",
+                rounds=1, budget_s=5)
+        assert [before, draws()] == expected
+
+
 def test_the_table_drift_benchmark_reports_each_groups_ratio(tmp_path):
     """benchmarks/table_drift.py: a copy of the shipped table with its 3x3 blocks 1.5x slower
     shows k3 at 1.5 and every other group at 1.0."""

@@ -86,10 +86,13 @@ class Session:
         bar = progress_bar(len(todo) + len(networks) * rounds, title, enabled=self.progress,
                            unit="network")
         import keras
-        for i, network in enumerate(todo):
-            network.prepared = self.meter.prepare(self.meter.network(network.arch))
-            keras.backend.clear_session()  # drop the graphs of networks already converted
-            bar.update(i + 1)
+        from proxyless_tf import reproducible
+        # How many networks are built here depends on the cache: keep a seeded run's state.
+        with reproducible.random_state_kept():
+            for i, network in enumerate(todo):
+                network.prepared = self.meter.prepare(self.meter.network(network.arch))
+                keras.backend.clear_session()  # drop the graphs of networks already converted
+                bar.update(i + 1)
         for r in range(rounds):
             self._round(networks)
             bar.update(len(todo) + (r + 1) * len(networks))
