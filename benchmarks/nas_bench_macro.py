@@ -45,8 +45,8 @@ from benchmarks.supernet_eval import evaluation_data, restore_supernet
 FULL = dict(max_train_examples=0, batch_size=64, steps_per_epoch=350, warmup_epochs=16,
             seed_fraction=0.5, seed_candidate="smallest", skip_rate=0.5, weight_lr=0.05,
             search_epochs=2, reinforce_epochs=1, arch_update_every=1, arch_lr=0.05,
-            latency_beta=2.0, zero_pairs="gate", search_seeds=2, networks=100,
-            recalibration_batches=20, latency_rounds=3, latency_calibrate=20,
+            search_weight_lr=0.0, latency_beta=2.0, zero_pairs="gate", search_seeds=2,
+            networks=100, recalibration_batches=20, latency_rounds=3, latency_calibrate=20,
             percentiles="25,50,75", output_dir="runs/nas_bench_macro")
 QUICK = dict(FULL, max_train_examples=1280, batch_size=32, steps_per_epoch=3, warmup_epochs=2,
              search_epochs=1, reinforce_epochs=1, search_seeds=1, networks=5,
@@ -195,6 +195,7 @@ def run_search(args, out, supernet, table_path, name, algo, target_ms, seed):
         run_logged("proxyless_tf.search", supernet_flags(args) + [
             f"--epochs={args.warmup_epochs + search_epochs(args, algo)}",
             f"--arch_update_every={args.arch_update_every}", f"--arch_lr={args.arch_lr}",
+            f"--search_weight_lr={args.search_weight_lr}",
             f"--latency_beta={args.latency_beta}", f"--zero_pairs={args.zero_pairs}",
             f"--arch_algo={algo}", f"--search_seed={seed}", f"--target_ms={target_ms:.6f}",
             f"--latency_table={table_path}", f"--output_dir={folder}"],
@@ -358,7 +359,7 @@ def main(argv=None):
         "command": "python -m benchmarks.nas_bench_macro " + " ".join(argv or sys.argv[1:]),
         "recipe": recipe(args), "search": {k: getattr(args, k) for k in (
             "search_epochs", "reinforce_epochs", "arch_update_every", "arch_lr",
-            "latency_beta", "zero_pairs", "search_seeds", "percentiles")},
+            "search_weight_lr", "latency_beta", "zero_pairs", "search_seeds", "percentiles")},
         "networks": len(bench), "sample": len(sample), "targets_ms": targets,
         "ranking": rank, "kendall_tau": rank["supernet"]["all"]["kendall_tau"],
         "macs_kendall_tau": rank["macs"]["all"]["kendall_tau"],

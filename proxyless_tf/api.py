@@ -95,7 +95,8 @@ def data(name: str = "digits", *, input_size: int, batch_size: int = 64,
 def search_config(config: Optional["SearchConfig"] = None, **knobs: Any) -> "SearchConfig":
     """A checked SearchConfig: `config` (default: the paper's settings) with `knobs` replaced.
     Knobs are SearchConfig's fields: epochs, warmup_epochs, steps_per_epoch (0: one pass),
-    weight_lr, weight_decay, momentum, label_smoothing, arch_lr, arch_beta1, arch_beta2,
+    weight_lr, search_weight_lr (above 0: the search epochs' weights restart a cosine from
+    it), weight_decay, momentum, label_smoothing, arch_lr, arch_beta1, arch_beta2,
     arch_update_every, arch_algo ("grad", "reinforce"), weight_mode ("binary", "full"), seed,
     path_sampling, derive ("target", "argmax"), derive_tolerance, seed_epochs (the first
     warm-up epochs that train the seed network alone; default half the warm-up), seed_candidate
@@ -124,7 +125,8 @@ def check_search_config(config: "SearchConfig", prefix: str = "",
     command line names them; `candidates`: the space's ops, which seed_candidate must be one
     of when it names an op)."""
     require_settings(config, ("epochs", "arch_update_every", "weight_lr", "arch_lr"),
-                     ("warmup_epochs", "steps_per_epoch", "checkpoint_seconds"),
+                     ("warmup_epochs", "steps_per_epoch", "checkpoint_seconds",
+                      "search_weight_lr"),
                      lambda field: prefix + field)
     choices = {"arch_algo": ("grad", "reinforce"), "weight_mode": ("binary", "full"),
                "derive": ("target", "argmax"), "zero_pairs": ("gate", "loss")}

@@ -28,7 +28,13 @@ gradients and then updates every replica's copy of each variable; the mask must 
 on every replica, or the copies of a mirrored variable drift apart. When the replicas sampled
 different paths (`replicas_agree=False`), the masks are all-reduced into their union: a variable
 moves when any replica used it. Each copy's update reads the mask made on that copy's device.
+
+`weight_schedule` is the weights' learning rate over the search's epochs: one cosine, or (with
+a search rate) the warm-up's cosine and then the search phase's own, as the official code runs
+its warm-up and its search.
 """
+
+import math
 
 import keras
 import tensorflow as tf
@@ -126,3 +132,34 @@ def _device_key(device):
     if not device:
         return ""
     return tf.DeviceSpec.from_string(device).to_string()
+
+
+def weight_schedule(initial_lr, total_steps, warmup_steps=0, search_lr=0.0):
+    """The weights' learning rate by step: cosine decay from `initial_lr` over `total_steps`;
+    with `search_lr` > 0, cosine decay from `initial_lr` over the `warmup_steps` and then from
+    `search_lr` over the rest."""
+    if search_lr <= 0 or warmup_steps >= total_steps:
+        return keras.optimizers.schedules.CosineDecay(initial_lr, total_steps)
+    return RestartedCosine(initial_lr, warmup_steps, search_lr, total_steps)
+
+
+class RestartedCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Cosine decay from `first_lr` to 0 over the first `first_steps` steps, then from
+    `then_lr` to 0 over the steps up to `total_steps`."""
+
+    def __init__(self, first_lr, first_steps, then_lr, total_steps):
+        self.first_lr, self.first_steps = first_lr, first_steps
+        self.then_lr, self.total_steps = then_lr, total_steps
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        first = tf.constant(float(self.first_steps))
+        in_first = step < first
+        progress = tf.where(in_first, step / tf.maximum(first, 1.0),
+                            (step - first) / float(max(self.total_steps - self.first_steps, 1)))
+        peak = tf.where(in_first, float(self.first_lr), float(self.then_lr))
+        return peak * 0.5 * (1.0 + tf.cos(math.pi * tf.minimum(progress, 1.0)))
+
+    def get_config(self):
+        return {"first_lr": self.first_lr, "first_steps": self.first_steps,
+                "then_lr": self.then_lr, "total_steps": self.total_steps}

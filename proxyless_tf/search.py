@@ -43,6 +43,7 @@ def config_from_flags():
     config = SearchConfig(
         epochs=FLAGS.epochs, warmup_epochs=FLAGS.warmup_epochs,
         steps_per_epoch=FLAGS.steps_per_epoch, weight_lr=FLAGS.weight_lr,
+        search_weight_lr=FLAGS.search_weight_lr,
         weight_decay=FLAGS.weight_decay, momentum=FLAGS.momentum,
         label_smoothing=FLAGS.label_smoothing, arch_lr=FLAGS.arch_lr,
         arch_beta1=FLAGS.arch_beta1, arch_beta2=FLAGS.arch_beta2,

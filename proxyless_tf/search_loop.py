@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from proxyless_tf import derived, distribute, growth, search_outputs
 from proxyless_tf.errors import UsageError
-from proxyless_tf.optimizers import SampledPathSGD
+from proxyless_tf.optimizers import SampledPathSGD, weight_schedule
 from proxyless_tf.search_steps import SearchSteps
 
 
@@ -35,6 +35,9 @@ class SearchConfig:
     warmup_epochs: int = 40
     steps_per_epoch: int = 0          # 0: one pass over the training split
     weight_lr: float = 0.025
+    search_weight_lr: float = 0.0     # > 0: the search phase's weights restart a cosine from
+                                      # this rate (the official code's search schedule); 0: one
+                                      # cosine over all epochs, the search at its tail
     weight_decay: float = 4e-5
     momentum: float = 0.9
     label_smoothing: float = 0.1
@@ -143,8 +146,9 @@ class BilevelSearch:
         self.derived_model = self.results = self.results_at = None  # set by write_results
 
     def _make_state(self, config):
-        total_steps = self.steps_per_epoch * config.epochs
-        schedule = keras.optimizers.schedules.CosineDecay(config.weight_lr, total_steps)
+        schedule = weight_schedule(config.weight_lr, self.steps_per_epoch * config.epochs,
+                                   self.steps_per_epoch * config.warmup_epochs,
+                                   config.search_weight_lr)
         self.weight_optimizer = SampledPathSGD(
             l2=config.weight_decay, learning_rate=schedule, momentum=config.momentum,
             nesterov=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from proxyless_tf.optimizers import SampledPathSGD
+from proxyless_tf.optimizers import SampledPathSGD, weight_schedule
 
 LR, MOMENTUM, L2 = 0.1, 0.9, 0.01
 
@@ -55,3 +55,25 @@ def test_an_unsampled_variable_keeps_its_weights_and_momentum_exactly(nesterov):
     assert kernel_slot and all(np.array_equal(opt.variables[i].numpy(), slots_before[i])
                                for i in kernel_slot)
     assert not np.array_equal(bias.numpy(), 1.0)  # the sampled one moved
+
+
+# --- the weights' learning rate over the search ----------------------------------------------
+def test_without_a_search_rate_the_weights_follow_one_cosine_over_every_epoch():
+    schedule = weight_schedule(0.05, total_steps=100, warmup_steps=60)
+    expected = tf.keras.optimizers.schedules.CosineDecay(0.05, 100)
+    for step in (0, 30, 60, 61, 99):
+        assert float(schedule(step)) == pytest.approx(float(expected(step)), rel=1e-5)
+
+
+def test_a_search_rate_restarts_the_cosine_where_the_search_begins():
+    """The warm-up's steps follow the cosine of a warm-up run alone (so a search resumed from
+    a finished warm-up goes on from where it stopped); the search's restart at the search rate
+    and decay to 0 by the last step."""
+    schedule = weight_schedule(0.05, total_steps=100, warmup_steps=60, search_lr=0.02)
+    warm_up_alone = tf.keras.optimizers.schedules.CosineDecay(0.05, 60)
+    for step in (0, 15, 59):
+        assert float(schedule(step)) == pytest.approx(float(warm_up_alone(step)), rel=1e-5)
+    assert float(schedule(60)) == pytest.approx(0.02)
+    assert float(schedule(80)) == pytest.approx(0.01, rel=1e-5)
+    assert float(schedule(100)) == pytest.approx(0.0, abs=1e-9)
+    assert 0 < float(schedule(99)) < float(schedule(90)) < float(schedule(61)) < 0.02
