@@ -12,7 +12,9 @@ best-scored of the first K would derive, against the search's own, in true accur
 
 Scores are kept in RUN/derive_by_score.json (resumable; the ranking's sample, scored the same
 way in RUN/inherited.json, is not scored again); the last line printed is the JSON. K=1 is the
-most probable network, which is the search's own derived network (printed beside it).
+most probable network, which is the search's own derived network (printed beside it). Each
+search's line ends with the Kendall tau of the scores with the truth among its candidates: how
+well the supernet orders the networks its derive chooses between.
 """
 
 import argparse
@@ -117,12 +119,25 @@ def main(argv=None):
     for name, keys in wanted.items():
         chosen = picks(keys, scores, truth)
         derived_key = results["searches"].get(name, {}).get("key")
+        tau = candidates_tau(keys, scores, truth)
         report[name] = {"derived": derived_key, "candidates": [
             [k, round(truth[k], 2), round(scores[k], 4)] for k in keys],
-            "picks": {str(k): [key, round(acc, 2)] for k, (key, acc) in chosen.items()}}
+            "picks": {str(k): [key, round(acc, 2)] for k, (key, acc) in chosen.items()},
+            "candidates_kendall_tau": tau}
         print(f"{name} derived {derived_key}  " + "  ".join(
-            f"K={k}: {key} {acc:.2f}" for k, (key, acc) in chosen.items()))
+            f"K={k}: {key} {acc:.2f}" for k, (key, acc) in chosen.items())
+            + f"  tau among them {tau}")
     print(json.dumps({"run": args.run, "top": args.top, "searches": report}))
+
+
+def candidates_tau(keys, scores, truth):
+    """Kendall tau of the supernet's scores with the truth among one search's candidates
+    (networks of one latency band, the ones its derive chooses between); None when undefined."""
+    from benchmarks.stats import correlations
+    if len(keys) < 3:
+        return None
+    return correlations([scores[k] for k in keys], [truth[k] for k in keys], digits=3)[
+        "kendall_tau"]
 
 
 if __name__ == "__main__":

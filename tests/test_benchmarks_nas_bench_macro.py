@@ -142,3 +142,12 @@ def test_derive_by_score_takes_the_most_probable_networks_within_the_band_then_t
     scores = {top[0]: 0.5, top[1]: 0.7, top[2]: 0.6}
     truth = {top[0]: 92.0, top[1]: 91.0, top[2]: 93.0}
     assert picks(top, scores, truth) == {1: (top[0], 92.0), 3: (top[1], 91.0)}
+
+
+def test_derive_by_score_reports_how_the_scores_order_each_search_s_candidates():
+    from benchmarks.derive_by_score import candidates_tau
+    keys = ["a", "b", "c", "d"]
+    truth = {"a": 91.0, "b": 91.5, "c": 92.0, "d": 92.5}
+    assert candidates_tau(keys, {"a": 0.1, "b": 0.2, "c": 0.3, "d": 0.4}, truth) == 1.0
+    assert candidates_tau(keys, {"a": 0.4, "b": 0.3, "c": 0.2, "d": 0.1}, truth) == -1.0
+    assert candidates_tau(keys[:2], {"a": 0.1, "b": 0.2}, truth) is None  # too few to order
