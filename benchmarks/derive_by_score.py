@@ -132,7 +132,8 @@ def main(argv=None):
 
 def candidates_tau(keys, scores, truth):
     """Kendall tau of the supernet's scores with the truth among one search's candidates
-    (networks of one latency band, the ones its derive chooses between); None when undefined."""
+    (networks of one latency band, the ones its derive chooses between); None for fewer than 3
+    (or scores or truths all equal)."""
     from benchmarks.stats import correlations
     if len(keys) < 3:
         return None

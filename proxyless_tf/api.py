@@ -135,6 +135,10 @@ def check_search_config(config: "SearchConfig", prefix: str = "",
             raise UsageError(f"{prefix}{name}={getattr(config, name)!r}: use one of "
                              f"{', '.join(allowed)}")
     _check_seed_candidate(config.seed_candidate, prefix, candidates)
+    if config.search_weight_lr > 0 and config.warmup_epochs == 0:
+        raise UsageError(f"{prefix}search_weight_lr={config.search_weight_lr} restarts the "
+                         f"weights' cosine where the warm-up ends, and {prefix}warmup_epochs=0 "
+                         f"has none; set {prefix}weight_lr instead")
     if not 0 <= config.skip_rate < 1:
         raise UsageError(f"{prefix}skip_rate={config.skip_rate} must be at least 0 and below 1")
     if not 0 <= config.seed_epochs <= config.warmup_epochs:

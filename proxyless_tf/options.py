@@ -103,8 +103,9 @@ flags.DEFINE_float("weight_lr", 0.025, "Initial learning rate of the weights (co
 flags.DEFINE_float("search_weight_lr", 0.0,
                    "Above 0: the weights' cosine decay spans the warm-up alone and restarts from "
                    "this rate for the search epochs (the official code's schedule; a search "
-                   "resumed from a finished warm-up trains its weights on). 0: one cosine over "
-                   "all epochs, the search epochs at its tail.")
+                   "resumed from a finished warm-up trains its weights on); needs warm-up "
+                   "epochs, and a run of warm-up epochs alone ignores it. 0: one cosine over all "
+                   "epochs, the search epochs at its tail.")
 flags.DEFINE_float("weight_decay", 4e-5, "L2 on conv/dense kernels.")
 flags.DEFINE_float("momentum", 0.9, "SGD momentum (Nesterov).")
 flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing of the cross-entropy.")

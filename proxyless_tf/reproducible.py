@@ -12,10 +12,6 @@ latency check times fewer networks when its cache has them).
 
 import contextlib
 
-# Where Keras keeps its seed and its global seed generator (keras.src.backend.common.global_state
-# and keras.src.random.seed_generator); keras.backend.clear_session() drops both.
-_KERAS_SEED_ATTRIBUTES = ("global_random_seed", "global_seed_generator")
-
 
 def seed_everything(seed, deterministic=False):
     import keras
@@ -29,15 +25,20 @@ def seed_everything(seed, deterministic=False):
 def random_state_kept():
     """Runs the block, then puts back the random state it found: Python's, NumPy's and Keras's
     (its seed, and its seed generator with that generator's state). Building a Keras network
-    draws its initial weights from that state, and clearing the session drops Keras's part."""
+    draws its initial weights from that state, and clearing the session drops Keras's part.
+    TensorFlow's own op-seed stream is not kept: nothing this shields draws from it."""
     import random
 
     import numpy as np
+    # Keras keeps its seed and seed generator in its global state, under these names; a
+    # rename in Keras fails here, loudly, rather than restoring nothing.
     from keras.src.backend.common import global_state
+    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
     python_state, numpy_state = random.getstate(), np.random.get_state()
     keras_state = {name: global_state.get_global_attribute(name)
-                   for name in _KERAS_SEED_ATTRIBUTES}
-    generator = keras_state["global_seed_generator"]
+                   for name in (GLOBAL_RANDOM_SEED, GLOBAL_SEED_GENERATOR)}
+    generator = keras_state[GLOBAL_SEED_GENERATOR]
     generator_state = None if generator is None else generator.state.numpy()
     try:
         yield

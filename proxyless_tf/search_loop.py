@@ -36,8 +36,9 @@ class SearchConfig:
     steps_per_epoch: int = 0          # 0: one pass over the training split
     weight_lr: float = 0.025
     search_weight_lr: float = 0.0     # > 0: the search phase's weights restart a cosine from
-                                      # this rate (the official code's search schedule); 0: one
-                                      # cosine over all epochs, the search at its tail
+                                      # this rate (the official code's search schedule; needs
+                                      # warm-up epochs); 0: one cosine over all epochs, the
+                                      # search at its tail
     weight_decay: float = 4e-5
     momentum: float = 0.9
     label_smoothing: float = 0.1
@@ -294,6 +295,8 @@ class BilevelSearch:
             self._reseed(self.config.search_seed)
         fixed = growth.seed_paths(self.net, self.config.seed_candidate) if phase == "seed" else None
         skip_rate = 0.0 if phase == "search" else self.config.skip_rate
+        weight_lr_flag = "--search_weight_lr" if phase == "search" and \
+            self.config.search_weight_lr > 0 else "--weight_lr"
         # A live bar on a terminal; in logs (no TTY) one summary line per epoch instead.
         bar_mode = (1 if sys.stdout.isatty() else 2) if self.verbose else 0
         bar = keras.utils.Progbar(self.steps_per_epoch, verbose=bar_mode,
@@ -304,7 +307,7 @@ class BilevelSearch:
             print(f"epoch {epoch + 1}/{self.config.epochs} ({phase})", flush=True)
         for i in range(self.steps_per_epoch):
             loss, acc = self.steps.weight_step(*next(train), fixed=fixed, skip_rate=skip_rate)
-            self._check_finite(float(loss), "weight step loss", epoch, "--weight_lr")
+            self._check_finite(float(loss), "weight step loss", epoch, weight_lr_flag)
             totals["loss"].append(float(loss))
             totals["acc"].append(float(acc))
             if phase == "search" and (i + 1) % self.config.arch_update_every == 0:

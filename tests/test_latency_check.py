@@ -492,34 +492,66 @@ def test_a_real_check_with_litert(tmp_path, monkeypatch):
     assert second.timed_now == (2 if second.drift else 1)
 
 
-def test_a_seeded_run_draws_the_same_numbers_after_the_check_whether_it_timed_or_not(
-        tmp_path, monkeypatch):
-    """The check builds networks of its own to time them (their weights drawn at random) and
-    clears Keras's session between them; a cached check builds fewer. Neither may move the
-    random state a seeded search goes on from (docs/default_job.md, "Known")."""
+def random_draws():
+    """What a seeded search draws next: Python's, NumPy's and Keras's random numbers, and a
+    new layer's initial weights."""
     import random
 
     import keras
+    layer = keras.layers.Dense(3)
+    layer.build((None, 2))
+    return (random.random(), float(np.random.rand()),
+            keras.random.normal((2,)).numpy().tolist(), layer.kernel.numpy().tolist())
+
+
+def one_block_space():
+    return tiny_space(widths=(16,), depths=(1,), strides=(1,), candidates=("k3e3", "k5e6"))
+
+
+def test_a_seeded_run_draws_the_same_numbers_after_the_check_whether_its_timings_were_cached(
+        tmp_path, monkeypatch):
+    """The check builds networks of its own to time them (their weights drawn at random) and
+    clears Keras's session between them; with its timings cached it builds only the
+    reference. Neither may move the random state a seeded search goes on from, whether or not
+    something drew from it before (docs/default_job.md)."""
+    from keras.src.utils import rng_utils
     from proxyless_tf import reproducible
     monkeypatch.setattr(latency.Meter, "other_load", lambda self: OtherLoad(0.0))
-    space = tiny_space(widths=(16,), depths=(1,), strides=(1,), candidates=("k3e3", "k5e6"))
+    space = one_block_space()
     meter = latency.Meter(runs=2, warmup=1)
     table, _, _ = latency.build_table(space, meter, str(tmp_path / "t.json"), progress=False)
-
-    def draws():
-        layer = keras.layers.Dense(3)
-        layer.build((None, 2))
-        return (random.random(), float(np.random.rand()),
-                keras.random.normal((2,)).numpy().tolist(), layer.kernel.numpy().tolist())
-
     reproducible.seed_everything(0)
-    expected = [draws(), draws()]
-    for _ in ("cold cache", "warm cache"):
+    expected = [random_draws(), random_draws()]
+    for cache in ("cold", "warm", "warm"):
+        for drawn_before in (False, True):
+            reproducible.seed_everything(0)
+            before = [random_draws()] if drawn_before else []  # Keras's generator now exists
+            check = checked(table, meter, tmp_path, space=space, networks=2,
+                            reference="all:k5e6", rounds=1, budget_s=5)
+            if cache == "warm" and not check.drift:
+                assert check.timed_now == 1  # the reference alone
+            assert before + [random_draws() for _ in range(2 - len(before))] == expected
+            assert rng_utils.get_random_seed() == 0  # Keras's own seed, which others read
+
+
+def test_a_seeded_run_draws_the_same_numbers_after_a_latency_table_built_here(tmp_path,
+                                                                             monkeypatch):
+    """--latency_table=auto builds the table in the search's own process, before the supernet,
+    the first time only."""
+    from proxyless_tf import reproducible
+    from proxyless_tf.latency.objective import objective_from_config
+    monkeypatch.setattr(latency.Meter, "other_load", lambda self: OtherLoad(0.0))
+    space = one_block_space()
+    config = latency.LatencyConfig(table="auto", cache_dir=str(tmp_path), rounds=1,
+                                   calibrate=0, references=(), check=False, target_ms=1.0,
+                                   loss="abs")
+    meter = latency.Meter(runs=2, warmup=1)
+    reproducible.seed_everything(0)
+    expected = random_draws()
+    for built in ("built now", "read from the cache"):
         reproducible.seed_everything(0)
-        before = draws()  # Keras's seed generator now exists and has moved on
-        checked(table, meter, tmp_path, space=space, networks=2, reference="all:k5e6",
-                rounds=1, budget_s=5)
-        assert [before, draws()] == expected
+        objective_from_config(space, config, meter=meter)
+        assert random_draws() == expected, built
 
 
 def test_the_table_drift_benchmark_reports_each_groups_ratio(tmp_path):

@@ -1,5 +1,6 @@
 """The search's weight optimiser: PyTorch's SGD, and unsampled paths left exactly alone."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -60,7 +61,7 @@ def test_an_unsampled_variable_keeps_its_weights_and_momentum_exactly(nesterov):
 # --- the weights' learning rate over the search ----------------------------------------------
 def test_without_a_search_rate_the_weights_follow_one_cosine_over_every_epoch():
     schedule = weight_schedule(0.05, total_steps=100, warmup_steps=60)
-    expected = tf.keras.optimizers.schedules.CosineDecay(0.05, 100)
+    expected = keras.optimizers.schedules.CosineDecay(0.05, 100)
     for step in (0, 30, 60, 61, 99):
         assert float(schedule(step)) == pytest.approx(float(expected(step)), rel=1e-5)
 
@@ -70,10 +71,18 @@ def test_a_search_rate_restarts_the_cosine_where_the_search_begins():
     a finished warm-up goes on from where it stopped); the search's restart at the search rate
     and decay to 0 by the last step."""
     schedule = weight_schedule(0.05, total_steps=100, warmup_steps=60, search_lr=0.02)
-    warm_up_alone = tf.keras.optimizers.schedules.CosineDecay(0.05, 60)
+    warm_up_alone = keras.optimizers.schedules.CosineDecay(0.05, 60)
     for step in (0, 15, 59):
         assert float(schedule(step)) == pytest.approx(float(warm_up_alone(step)), rel=1e-5)
     assert float(schedule(60)) == pytest.approx(0.02)
     assert float(schedule(80)) == pytest.approx(0.01, rel=1e-5)
     assert float(schedule(100)) == pytest.approx(0.0, abs=1e-9)
     assert 0 < float(schedule(99)) < float(schedule(90)) < float(schedule(61)) < 0.02
+
+
+def test_a_run_of_warm_up_epochs_alone_follows_the_warm_up_cosine_whatever_the_search_rate():
+    """What a finished warm-up saved is what a search resumed from it continues."""
+    schedule = weight_schedule(0.05, total_steps=60, warmup_steps=60, search_lr=0.02)
+    warm_up_alone = keras.optimizers.schedules.CosineDecay(0.05, 60)
+    for step in (0, 30, 59, 60):
+        assert float(schedule(step)) == pytest.approx(float(warm_up_alone(step)), rel=1e-5)

@@ -349,22 +349,24 @@ def test_a_resumed_search_steps_alpha_at_the_arch_lr_asked_for_now(tmp_path):
     assert float(resumed.arch_optimizer.learning_rate.numpy()) == pytest.approx(0.2)
 
 
-@pytest.mark.parametrize("search_weight_lr", [0.0, 0.02])
-def test_a_search_resumed_from_a_finished_warm_up_restarts_the_weights_cosine_at_the_search_rate(
-        tmp_path, search_weight_lr):
-    """A warm-up run alone ends its cosine at 0. A search resumed from it with more epochs is at
-    the tail of its own cosine, which search_weight_lr replaces with a restart from that rate."""
+def weight_lr_at_first_search_step(tmp_path, search_weight_lr):
+    """A warm-up run alone (its cosine ends at 0), then a search resumed from it."""
     warm = make_search(tmp_path, epochs=1, warmup_epochs=1, seed_epochs=0)
     warm.run()
     resumed = make_search(tmp_path, epochs=3, warmup_epochs=1, seed_epochs=0,
                           search_weight_lr=search_weight_lr)
     assert resumed.restore() == 1
-    optimizer = resumed.weight_optimizer
-    at_search_start = float(optimizer.learning_rate.numpy())
-    if search_weight_lr:
-        assert at_search_start == pytest.approx(search_weight_lr)
-    else:  # step 3 of a cosine over 9: what is left of the one schedule
-        assert at_search_start == pytest.approx(0.05 * 0.5 * (1 + np.cos(np.pi * 3 / 9)))
+    return float(resumed.weight_optimizer.learning_rate.numpy())
+
+
+def test_a_search_resumed_from_a_finished_warm_up_trains_at_the_tail_of_one_cosine(tmp_path):
+    # step 3 of a cosine over 9 steps: what is left of the one schedule
+    assert weight_lr_at_first_search_step(tmp_path, 0.0) == \
+        pytest.approx(0.05 * 0.5 * (1 + np.cos(np.pi * 3 / 9)))
+
+
+def test_a_search_weight_lr_restarts_the_weights_cosine_at_that_rate(tmp_path):
+    assert weight_lr_at_first_search_step(tmp_path, 0.02) == pytest.approx(0.02)
 
 
 def test_checkpoint_seconds_saves_at_the_end_of_each_phase_and_when_due(tmp_path, monkeypatch):
