@@ -34,7 +34,6 @@ a search rate) the warm-up's cosine and then the search phase's own, as the offi
 its warm-up and its search.
 """
 
-import math
 
 import keras
 import tensorflow as tf
@@ -144,21 +143,20 @@ def weight_schedule(initial_lr, total_steps, warmup_steps=0, search_lr=0.0):
 
 
 class RestartedCosine(keras.optimizers.schedules.LearningRateSchedule):
-    """Cosine decay from `first_lr` to 0 over the first `first_steps` steps, then from
-    `then_lr` to 0 over the steps up to `total_steps`."""
+    """Keras's cosine decay from `first_lr` to 0 over the first `first_steps` steps, then a
+    second one from `then_lr` to 0 over the steps up to `total_steps`."""
 
     def __init__(self, first_lr, first_steps, then_lr, total_steps):
         self.first_lr, self.first_steps = first_lr, first_steps
         self.then_lr, self.total_steps = then_lr, total_steps
+        self.first = keras.optimizers.schedules.CosineDecay(first_lr, max(first_steps, 1))
+        self.then = keras.optimizers.schedules.CosineDecay(
+            then_lr, max(total_steps - first_steps, 1))
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
-        first = tf.constant(float(self.first_steps))
-        in_first = step < first
-        progress = tf.where(in_first, step / tf.maximum(first, 1.0),
-                            (step - first) / float(max(self.total_steps - self.first_steps, 1)))
-        peak = tf.where(in_first, float(self.first_lr), float(self.then_lr))
-        return peak * 0.5 * (1.0 + tf.cos(math.pi * tf.minimum(progress, 1.0)))
+        first_steps = float(self.first_steps)
+        return tf.where(step < first_steps, self.first(step), self.then(step - first_steps))
 
     def get_config(self):
         return {"first_lr": self.first_lr, "first_steps": self.first_steps,

@@ -74,7 +74,6 @@ def build_table(space, meter, output, references=(), rebuild=False, progress=Tru
     With `calibration` = N > 0, N random networks are then measured end to end to set the
     table's calibration factor (again whenever new entries were measured).
     Returns (table, number measured, number reused)."""
-    import keras
     meter.check_available()
     if rounds < 1:
         raise UsageError(f"--latency_rounds must be at least 1, got {rounds}")
@@ -82,21 +81,19 @@ def build_table(space, meter, output, references=(), rebuild=False, progress=Tru
     entries, settings = _existing(output, meter, settings, rebuild)
     parts = table_parts(space, references)
     todo = [p for p in parts if p.key not in entries]
-    bar = progress_bar(len(todo) * rounds, f"latency build: {len(todo)} parts to measure in "
-                       f"{rounds} round(s), {len(parts) - len(todo)} already in {output}",
-                       enabled=progress, unit="timing")
-    prepared, timings = {}, {p.key: [] for p in todo}
+    bar = progress_bar(len(todo) * (rounds + 1), f"latency build: {len(todo)} parts to "
+                       f"measure in {rounds} round(s), {len(parts) - len(todo)} already in "
+                       f"{output}", enabled=progress, unit="part")
+    prepared = meter.prepare_all((part.model() for part in todo), interior=True,
+                                 tick=bar.update)
+    timings = {p.key: [] for p in todo}
     for r in range(rounds):
-        for i, part in enumerate(todo):
-            if part.key not in prepared:
-                prepared[part.key] = meter.prepare(part.model(), interior=True)
-                if (i + 1) % 20 == 0:
-                    keras.backend.clear_session()  # drop graphs of parts already converted
-            timings[part.key].append(meter.time(prepared[part.key]))
+        for i, (part, converted) in enumerate(zip(todo, prepared)):
+            timings[part.key].append(meter.time(converted))
             if r == rounds - 1:
                 entries[part.key] = rounded(combine(timings[part.key]))
                 LatencyTable(entries, settings, output).save(output)
-            bar.update(r * len(todo) + i + 1)
+            bar.update((r + 1) * len(todo) + i + 1)
     table = LatencyTable(entries, settings, output)
     if calibration and (todo or not settings.get("calibration")):
         settings["calibration"] = calibrate(space, table, meter, calibration, rounds,

@@ -88,6 +88,23 @@ class Meter:
         return convert_for_timing(model, self.quantization, interior) \
             if self.runtime == "tflite" else model
 
+    def prepare_all(self, models, interior=False, tick=None):
+        """`prepare` of each model that `models` (an iterable, e.g. a generator) builds, one at a
+        time, dropping each one's graph after it is converted; `tick(i)` after the i-th.
+        Building draws initial weights from the random state, and clearing the session drops
+        Keras's seed; how many are built here depends on caches, so a seeded run must not see
+        it: the random state is put back afterwards."""
+        import keras
+        from proxyless_tf import reproducible
+        prepared = []
+        with reproducible.random_state_kept():
+            for i, model in enumerate(models):
+                prepared.append(self.prepare(model, interior))
+                keras.backend.clear_session()
+                if tick:
+                    tick(i + 1)
+        return prepared
+
     def _timing(self, prepared):
         from proxyless_tf import measure
         if self.runtime == "tflite":
@@ -153,13 +170,8 @@ def time_networks(meter, archs, rounds=1, title="", progress=True):
     of them each, so that slow changes of the machine's state spread over all networks).
     Returns one list of `rounds` timings per network; a progress bar counts conversions and
     timings."""
-    import keras
     bar = progress_bar(len(archs) * (rounds + 1), title, enabled=progress, unit="network")
-    prepared = []
-    for i, arch in enumerate(archs):
-        prepared.append(meter.prepare(meter.network(arch)))
-        keras.backend.clear_session()  # drop the graphs of networks already converted
-        bar.update(i + 1)
+    prepared = meter.prepare_all((meter.network(arch) for arch in archs), tick=bar.update)
     timings = [[] for _ in archs]
     for r in range(rounds):
         for i in range(len(archs)):

@@ -5,7 +5,6 @@ cross-entropy."""
 import numpy as np
 import tensorflow as tf
 
-from proxyless_tf import reproducible
 from proxyless_tf.errors import UsageError
 from proxyless_tf.latency.machine import checked_table
 from proxyless_tf.latency.target import check_target_values, reference_network, resolve_target
@@ -150,10 +149,7 @@ def objective_from_config(space, config, check=None, meter=None):
             raise UsageError("--target_ms/--target_ratio need --latency_table")
         return None
     check_target_values(config.target_ms, config.target_ratio)  # before any timing
-    # Building a table here (auto, or parts missing) and checking it build networks of their
-    # own, more with an empty cache than with a warm one: a seeded search must not see that.
-    with reproducible.random_state_kept():
-        checked = checked_table(space, config, meter, check, reference_network(space, config))
+    checked = checked_table(space, config, meter, check, reference_network(space, config))
     target = resolve_target(checked.table, space, config.target_ms, config.target_ratio,
                             config.target_reference, checked.reference_ms)
     objective = objective_of(checked.table, space, target, config)

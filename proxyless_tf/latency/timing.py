@@ -85,14 +85,10 @@ class Session:
         todo = [n for n in networks if n.prepared is None]
         bar = progress_bar(len(todo) + len(networks) * rounds, title, enabled=self.progress,
                            unit="network")
-        import keras
-        from proxyless_tf import reproducible
-        # How many networks are built here depends on the cache: keep a seeded run's state.
-        with reproducible.random_state_kept():
-            for i, network in enumerate(todo):
-                network.prepared = self.meter.prepare(self.meter.network(network.arch))
-                keras.backend.clear_session()  # drop the graphs of networks already converted
-                bar.update(i + 1)
+        prepared = self.meter.prepare_all((self.meter.network(n.arch) for n in todo),
+                                          tick=bar.update)
+        for network, converted in zip(todo, prepared):
+            network.prepared = converted
         for r in range(rounds):
             self._round(networks)
             bar.update(len(todo) + (r + 1) * len(networks))
