@@ -562,3 +562,20 @@ def test_objective_lines_up_with_the_supernet():
     net = Supernet(space)
     assert [m.candidates for m in net.mixed_ops] == [tuple(c) for c in objective.candidates]
     assert float(objective.expected(net.alphas)) > objective.fixed_ms
+
+
+def test_networks_are_built_for_timing_in_float32_and_the_callers_dtype_policy_is_kept():
+    """Timing clears Keras's session between networks, which resets its global settings; a user
+    who trains in mixed precision must find the policy as it was, and the networks timed are
+    built in float32 (the format timed is the meter's quantization, not the training policy)."""
+    def tiny_models(n):
+        for _ in range(n):
+            yield keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    meter = latency.Meter(runtime="tf_cpu")
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        models = meter.prepare_all(tiny_models(3))
+        assert keras.config.dtype_policy().name == "mixed_float16"
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert [m.dtype_policy.name for m in models] == ["float32"] * 3

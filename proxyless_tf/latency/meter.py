@@ -91,18 +91,25 @@ class Meter:
     def prepare_all(self, models, interior=False, tick=None):
         """`prepare` of each model that `models` (an iterable, e.g. a generator) builds, one at a
         time, dropping each one's graph after it is converted; `tick(i)` after the i-th.
-        Building draws initial weights from the random state, and clearing the session drops
-        Keras's seed; how many are built here depends on caches, so a seeded run must not see
-        it: the random state is put back afterwards."""
+        Clearing the session resets Keras's global settings, so the caller's are put back
+        afterwards: its random state (building draws initial weights from it, and how many are
+        built here depends on caches, which a seeded run must not see) and its dtype policy.
+        The models are built in float32 whatever that policy: the format timed is
+        `quantization`'s, not the one a model trains in (e.g. mixed_float16)."""
         import keras
         from proxyless_tf import reproducible
-        prepared = []
-        with reproducible.random_state_kept():
-            for i, model in enumerate(models):
-                prepared.append(self.prepare(model, interior))
-                keras.backend.clear_session()
-                if tick:
-                    tick(i + 1)
+        policy, prepared = keras.config.dtype_policy(), []
+        try:
+            with reproducible.random_state_kept():
+                keras.config.set_dtype_policy("float32")
+                for i, model in enumerate(models):
+                    prepared.append(self.prepare(model, interior))
+                    keras.backend.clear_session()
+                    keras.config.set_dtype_policy("float32")  # cleared to floatx's policy
+                    if tick:
+                        tick(i + 1)
+        finally:
+            keras.config.set_dtype_policy(policy)
         return prepared
 
     def _timing(self, prepared):
