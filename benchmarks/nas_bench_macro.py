@@ -184,23 +184,36 @@ def search_epochs(args, algo):
     return args.search_epochs if algo == "grad" else args.reinforce_epochs
 
 
+def search_settings(args, algo, target_ms, seed):
+    """The flags of one search on top of the supernet's, as {flag: value}."""
+    return {"epochs": args.warmup_epochs + search_epochs(args, algo),
+            "arch_update_every": args.arch_update_every, "arch_lr": args.arch_lr,
+            "search_weight_lr": args.search_weight_lr, "latency_beta": args.latency_beta,
+            "zero_pairs": args.zero_pairs, "arch_algo": algo, "search_seed": seed,
+            "target_ms": round(target_ms, 6)}
+
+
 def run_search(args, out, supernet, table_path, name, algo, target_ms, seed):
     """A search resumed from a copy of the supernet's checkpoints: the same weights and data
-    split for every search, its own sampling seed (--search_seed) and target."""
+    split for every search, its own sampling seed (--search_seed) and target. A finished
+    search run with other settings is refused: it would be reported under these."""
     folder = os.path.join(out, "searches", name)
-    if not os.path.exists(os.path.join(folder, "results.json")):
+    settings, saved = search_settings(args, algo, target_ms, seed), os.path.join(folder,
+                                                                                 "settings.json")
+    from proxyless_tf import architecture, io_utils
+    if os.path.exists(os.path.join(folder, "results.json")):
+        if os.path.exists(saved) and io_utils.read_json(saved, what="settings") != settings:
+            sys.exit(f"{folder} was searched with other settings ({saved}); use another "
+                     "--output_dir or delete that folder")
+    else:
         if not os.path.isdir(os.path.join(folder, "checkpoints")):
             shutil.copytree(os.path.join(supernet, "checkpoints"),
                             os.path.join(folder, "checkpoints"))
+        io_utils.write_json(saved, settings)
         run_logged("proxyless_tf.search", supernet_flags(args) + [
-            f"--epochs={args.warmup_epochs + search_epochs(args, algo)}",
-            f"--arch_update_every={args.arch_update_every}", f"--arch_lr={args.arch_lr}",
-            f"--search_weight_lr={args.search_weight_lr}",
-            f"--latency_beta={args.latency_beta}", f"--zero_pairs={args.zero_pairs}",
-            f"--arch_algo={algo}", f"--search_seed={seed}", f"--target_ms={target_ms:.6f}",
+            f"--{flag}={value}" for flag, value in settings.items()] + [
             f"--latency_table={table_path}", f"--output_dir={folder}"],
             os.path.join(out, "searches", f"{name}.log"), cwd=REPO)
-    from proxyless_tf import architecture
     return architecture.Architecture.load(os.path.join(folder, "arch.json"))
 
 

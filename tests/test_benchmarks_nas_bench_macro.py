@@ -30,6 +30,20 @@ def test_a_supernet_of_another_recipe_is_refused(tmp_path):
         bench.train_supernet(args, str(tmp_path), "table.json")
 
 
+def test_a_finished_search_with_other_settings_is_refused(tmp_path):
+    """Rerunning into the same folder with a search flag changed must not report the old
+    search under the new flag."""
+    args = bench.parse_args(["--quick", f"--output_dir={tmp_path}"])
+    folder = tmp_path / "searches" / "grad_p50_s0"
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text("{}")
+    settings = bench.search_settings(args, "grad", 1.0, 0)
+    (folder / "settings.json").write_text(json.dumps(dict(settings, search_weight_lr=0.025)))
+    with pytest.raises(SystemExit, match="other settings"):
+        bench.run_search(args, str(tmp_path), "supernet", "table.json", "grad_p50_s0", "grad",
+                         1.0, 0)
+
+
 def test_steps_reused_from_an_earlier_run_keep_the_time_they_took_there(tmp_path):
     from benchmarks.progress import StepTimes
     earlier = StepTimes(str(tmp_path / "earlier"))
