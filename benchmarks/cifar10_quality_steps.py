@@ -235,17 +235,13 @@ def measure_latencies(nets, out, meter, stat, steps):
     --latency_rounds rounds, a pass over all of them each (as `latency validate` does), so that
     a change of the machine's load spreads over every network; the quietest round's median
     is kept (latency.combine), like the table's entries."""
-    import keras
     from proxyless_tf import latency
     todo = [n for n in nets if not os.path.exists(os.path.join(n.dir(out), "latency.json"))]
     if not todo:
         return
     steps.say(f"measuring {len(todo)} network(s) with LiteRT ({meter.threads} thread(s), "
               f"batch {meter.batch}, {FLAGS.latency_rounds} round(s) of {meter.runs} runs)")
-    prepared = []
-    for net in todo:
-        prepared.append(meter.prepare(meter.network(net.arch)))
-        keras.backend.clear_session()
+    prepared = meter.prepare_all(meter.network(net.arch) for net in todo)
     timings = [[] for _ in todo]
     for _ in range(FLAGS.latency_rounds):
         for i, tflite in enumerate(prepared):

@@ -32,6 +32,7 @@ import argparse
 import datetime
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -193,27 +194,54 @@ def search_settings(args, algo, target_ms, seed):
             "target_ms": round(target_ms, 6)}
 
 
+def earlier_settings(folder, log_path):
+    """The settings an earlier search in `folder` ran with: its settings.json, or for a folder
+    from before that file, the flags of the last command its log records (those it names)."""
+    from proxyless_tf import io_utils
+    saved = os.path.join(folder, "settings.json")
+    if os.path.exists(saved):
+        return io_utils.read_json(saved, what="settings")
+    if not os.path.exists(log_path):
+        return None
+    with open(log_path) as f:
+        commands = [line for line in f if line.startswith("$ ")]
+    if not commands:
+        return None
+    return dict(token[2:].split("=", 1) for token in shlex.split(commands[-1][2:])
+                if token.startswith("--") and "=" in token)
+
+
+def same_settings(earlier, settings):
+    """Whether every setting both name has the same value (numbers compared as numbers)."""
+    def value(v):
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return str(v)
+    return all(value(earlier[k]) == value(v) for k, v in settings.items() if k in earlier)
+
+
 def run_search(args, out, supernet, table_path, name, algo, target_ms, seed):
     """A search resumed from a copy of the supernet's checkpoints: the same weights and data
-    split for every search, its own sampling seed (--search_seed) and target. A finished
-    search run with other settings is refused: it would be reported under these."""
-    folder = os.path.join(out, "searches", name)
-    settings, saved = search_settings(args, algo, target_ms, seed), os.path.join(folder,
-                                                                                 "settings.json")
+    split for every search, its own sampling seed (--search_seed) and target. An earlier
+    search in the same folder with other settings, finished or not, is refused: it would be
+    reported, or resumed, as if it were this one."""
     from proxyless_tf import architecture, io_utils
-    if os.path.exists(os.path.join(folder, "results.json")):
-        if os.path.exists(saved) and io_utils.read_json(saved, what="settings") != settings:
-            sys.exit(f"{folder} was searched with other settings ({saved}); use another "
-                     "--output_dir or delete that folder")
-    else:
+    folder = os.path.join(out, "searches", name)
+    log_path = os.path.join(out, "searches", f"{name}.log")
+    settings = search_settings(args, algo, target_ms, seed)
+    earlier = earlier_settings(folder, log_path) if os.path.isdir(folder) else None
+    if earlier is not None and not same_settings(earlier, settings):
+        sys.exit(f"{folder} was searched with other settings ({name}.log, settings.json); use "
+                 "another --output_dir or delete that folder")
+    if not os.path.exists(os.path.join(folder, "results.json")):
         if not os.path.isdir(os.path.join(folder, "checkpoints")):
             shutil.copytree(os.path.join(supernet, "checkpoints"),
                             os.path.join(folder, "checkpoints"))
-        io_utils.write_json(saved, settings)
+        io_utils.write_json(os.path.join(folder, "settings.json"), settings)
         run_logged("proxyless_tf.search", supernet_flags(args) + [
             f"--{flag}={value}" for flag, value in settings.items()] + [
-            f"--latency_table={table_path}", f"--output_dir={folder}"],
-            os.path.join(out, "searches", f"{name}.log"), cwd=REPO)
+            f"--latency_table={table_path}", f"--output_dir={folder}"], log_path, cwd=REPO)
     return architecture.Architecture.load(os.path.join(folder, "arch.json"))
 
 

@@ -121,9 +121,11 @@ def reference_ratio(tflite_bytes, settings, rounds=RATIO_ROUNDS):
     if settings.target_ratio is None or settings.target_reference is None or \
             settings.quantize != settings.latency_quantization:
         return None
-    from proxyless_tf.latency.meter import Meter
+    from proxyless_tf.latency.meter import Meter, building_for_timing
     from proxyless_tf.quantize import convert_for_timing
-    reference = convert_for_timing(Meter.network(settings.target_reference), settings.quantize)
+    with building_for_timing():
+        reference = convert_for_timing(Meter.network(settings.target_reference),
+                                       settings.quantize)
     timed = [[measure.latency_ms(model, threads=settings.threads, warmup=settings.latency_warmup,
                                  runs=settings.latency_runs)["median"]
               for model in (tflite_bytes, reference)] for _ in range(rounds)]

@@ -149,9 +149,9 @@ class RestartedCosine(keras.optimizers.schedules.LearningRateSchedule):
     def __init__(self, first_lr, first_steps, then_lr, total_steps):
         self.first_lr, self.first_steps = first_lr, first_steps
         self.then_lr, self.total_steps = then_lr, total_steps
-        self.first = keras.optimizers.schedules.CosineDecay(first_lr, max(first_steps, 1))
+        self.first = keras.optimizers.schedules.CosineDecay(float(first_lr), max(first_steps, 1))
         self.then = keras.optimizers.schedules.CosineDecay(
-            then_lr, max(total_steps - first_steps, 1))
+            float(then_lr), max(total_steps - first_steps, 1))
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)

@@ -30,18 +30,35 @@ def test_a_supernet_of_another_recipe_is_refused(tmp_path):
         bench.train_supernet(args, str(tmp_path), "table.json")
 
 
-def test_a_finished_search_with_other_settings_is_refused(tmp_path):
-    """Rerunning into the same folder with a search flag changed must not report the old
-    search under the new flag."""
+@pytest.mark.parametrize("finished", [True, False])
+def test_an_earlier_search_with_other_settings_is_refused(tmp_path, finished):
+    """Rerunning into the same folder with a search flag changed must neither report the old
+    search under the new flag nor resume its checkpoints as if they were the new search's."""
     args = bench.parse_args(["--quick", f"--output_dir={tmp_path}"])
     folder = tmp_path / "searches" / "grad_p50_s0"
-    folder.mkdir(parents=True)
-    (folder / "results.json").write_text("{}")
+    (folder / "checkpoints").mkdir(parents=True)
+    if finished:
+        (folder / "results.json").write_text("{}")
     settings = bench.search_settings(args, "grad", 1.0, 0)
     (folder / "settings.json").write_text(json.dumps(dict(settings, search_weight_lr=0.025)))
     with pytest.raises(SystemExit, match="other settings"):
         bench.run_search(args, str(tmp_path), "supernet", "table.json", "grad_p50_s0", "grad",
                          1.0, 0)
+
+
+def test_a_search_from_before_settings_were_saved_is_judged_by_the_command_its_log_records(
+        tmp_path):
+    args = bench.parse_args(["--quick", f"--output_dir={tmp_path}"])
+    settings = bench.search_settings(args, "grad", 1.0, 0)
+    log = tmp_path / "grad_p50_s0.log"
+    log.write_text("$ python -m proxyless_tf.search --flagfile=a.cfg --search_weight_lr=0.025 "
+                   "--target_ms=1.000000\nepoch 1\n"
+                   "$ python -m proxyless_tf.search --flagfile=a.cfg --search_weight_lr=0.0 "
+                   "--target_ms=1.000000\n")  # the last command is the one that finished
+    earlier = bench.earlier_settings(str(tmp_path / "none"), str(log))
+    assert bench.same_settings(earlier, settings)
+    assert not bench.same_settings(earlier, dict(settings, target_ms=1.1))
+    assert bench.earlier_settings(str(tmp_path / "none"), str(tmp_path / "no.log")) is None
 
 
 def test_steps_reused_from_an_earlier_run_keep_the_time_they_took_there(tmp_path):

@@ -571,10 +571,14 @@ def test_networks_are_built_for_timing_in_float32_and_the_callers_dtype_policy_i
     def tiny_models(n):
         for _ in range(n):
             yield keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    meter = latency.Meter(runtime="tf_cpu")
+    meter = latency.Meter(runtime="tf_cpu", runs=1, warmup=0)
     keras.config.set_dtype_policy("mixed_float16")
     try:
         models = meter.prepare_all(tiny_models(3))
+        assert keras.config.dtype_policy().name == "mixed_float16"
+        arch = architecture.resolve("all:k3e3", tiny_space())
+        latency.time_networks(meter, [arch, arch], progress=False)  # as the check times them
+        meter.measure_arch(arch)  # as REINFORCE times a sampled network, mid-search
         assert keras.config.dtype_policy().name == "mixed_float16"
     finally:
         keras.config.set_dtype_policy("float32")

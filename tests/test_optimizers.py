@@ -78,6 +78,14 @@ def test_a_search_rate_restarts_the_cosine_where_the_search_begins():
     assert float(schedule(80)) == pytest.approx(0.01, rel=1e-5)
     assert float(schedule(100)) == pytest.approx(0.0, abs=1e-9)
     assert 0 < float(schedule(99)) < float(schedule(90)) < float(schedule(61)) < 0.02
+    assert float(schedule(150)) == pytest.approx(0.0, abs=1e-9)  # a run extended past the plan
+
+
+def test_rates_given_as_integers_or_numpy_numbers_give_the_same_schedule():
+    for first, then in ((np.float64(0.05), 0.02), (1, 1)):
+        schedule = weight_schedule(first, total_steps=100, warmup_steps=60, search_lr=then)
+        assert float(schedule(30)) == pytest.approx(float(first) / 2, rel=1e-5)
+        assert float(schedule(80)) == pytest.approx(float(then) / 2, rel=1e-5)
 
 
 def test_a_run_of_warm_up_epochs_alone_follows_the_warm_up_cosine_whatever_the_search_rate():

@@ -1,6 +1,7 @@
 """Building a table on this machine: every part of a space timed on its own, then a calibration
 that relates a whole network's latency to the sum of its parts."""
 
+import contextlib
 import os
 
 import numpy as np
@@ -81,19 +82,22 @@ def build_table(space, meter, output, references=(), rebuild=False, progress=Tru
     entries, settings = _existing(output, meter, settings, rebuild)
     parts = table_parts(space, references)
     todo = [p for p in parts if p.key not in entries]
-    bar = progress_bar(len(todo) * (rounds + 1), f"latency build: {len(todo)} parts to "
-                       f"measure in {rounds} round(s), {len(parts) - len(todo)} already in "
-                       f"{output}", enabled=progress, unit="part")
-    prepared = meter.prepare_all((part.model() for part in todo), interior=True,
-                                 tick=bar.update)
-    timings = {p.key: [] for p in todo}
-    for r in range(rounds):
-        for i, (part, converted) in enumerate(zip(todo, prepared)):
-            timings[part.key].append(meter.time(converted))
-            if r == rounds - 1:
-                entries[part.key] = rounded(combine(timings[part.key]))
-                LatencyTable(entries, settings, output).save(output)
-            bar.update((r + 1) * len(todo) + i + 1)
+    bar = progress_bar(len(todo) * rounds, f"latency build: {len(todo)} parts to measure in "
+                       f"{rounds} round(s), {len(parts) - len(todo)} already in {output}",
+                       enabled=progress, unit="timing")
+    prepared, timings = [], {p.key: [] for p in todo}
+    # converted in the first round, each just before its first timing: one round saves each
+    # entry as soon as it is timed
+    with contextlib.closing(meter.prepare_each((p.model() for p in todo), True)) as converted:
+        for r in range(rounds):
+            for i, part in enumerate(todo):
+                if r == 0:
+                    prepared.append(next(converted))
+                timings[part.key].append(meter.time(prepared[i]))
+                if r == rounds - 1:
+                    entries[part.key] = rounded(combine(timings[part.key]))
+                    LatencyTable(entries, settings, output).save(output)
+                bar.update(r * len(todo) + i + 1)
     table = LatencyTable(entries, settings, output)
     if calibration and (todo or not settings.get("calibration")):
         settings["calibration"] = calibrate(space, table, meter, calibration, rounds,

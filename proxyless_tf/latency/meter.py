@@ -1,6 +1,7 @@
 """How latency is measured: the runtime (LiteRT, or TensorFlow on CPU/GPU), its threads, the
 batch and the repetitions, and how timings taken in several rounds become one entry."""
 
+import contextlib
 import dataclasses
 import importlib.util
 import time
@@ -88,28 +89,24 @@ class Meter:
         return convert_for_timing(model, self.quantization, interior) \
             if self.runtime == "tflite" else model
 
-    def prepare_all(self, models, interior=False, tick=None):
-        """`prepare` of each model that `models` (an iterable, e.g. a generator) builds, one at a
-        time, dropping each one's graph after it is converted; `tick(i)` after the i-th.
-        Clearing the session resets Keras's global settings, so the caller's are put back
-        afterwards: its random state (building draws initial weights from it, and how many are
-        built here depends on caches, which a seeded run must not see) and its dtype policy.
-        The models are built in float32 whatever that policy: the format timed is
-        `quantization`'s, not the one a model trains in (e.g. mixed_float16)."""
+    def prepare_each(self, models, interior=False):
+        """`prepare` of each model that `models` (an iterable, e.g. a generator) builds, yielded
+        one at a time, all `building_for_timing`; each one's graph is dropped once converted."""
         import keras
-        from proxyless_tf import reproducible
-        policy, prepared = keras.config.dtype_policy(), []
-        try:
-            with reproducible.random_state_kept():
-                keras.config.set_dtype_policy("float32")
-                for i, model in enumerate(models):
-                    prepared.append(self.prepare(model, interior))
-                    keras.backend.clear_session()
-                    keras.config.set_dtype_policy("float32")  # cleared to floatx's policy
-                    if tick:
-                        tick(i + 1)
-        finally:
-            keras.config.set_dtype_policy(policy)
+        with building_for_timing():
+            for i, model in enumerate(models):
+                prepared = self.prepare(model, interior)
+                keras.backend.clear_session(free_memory=(i + 1) % 20 == 0)
+                keras.config.set_dtype_policy("float32")  # clearing the session reset it
+                yield prepared
+
+    def prepare_all(self, models, interior=False, tick=None):
+        """The list of `prepare_each`; `tick(i)` after the i-th."""
+        prepared = []
+        for converted in self.prepare_each(models, interior):
+            prepared.append(converted)
+            if tick:
+                tick(len(prepared))
         return prepared
 
     def _timing(self, prepared):
@@ -161,8 +158,11 @@ class Meter:
         return self.time(self.prepare(model))
 
     def measure_arch(self, arch):
-        """One timing of the standalone network of `arch`."""
-        return self.measure(self.network(arch))
+        """One timing of the standalone network of `arch`, built `building_for_timing` (the
+        session is not cleared: this runs between a search's steps)."""
+        with building_for_timing():
+            prepared = self.prepare(self.network(arch))
+        return self.time(prepared)
 
     @staticmethod
     def network(arch):
@@ -170,6 +170,24 @@ class Meter:
         from proxyless_tf import blocks
         # A plain model name: the TFLite converter fails on names like 'all:k3e3'.
         return blocks.build_network(dataclasses.replace(arch, name="network"), keras)
+
+
+@contextlib.contextmanager
+def building_for_timing():
+    """Networks built here to be timed are built in float32 (the format timed is the meter's
+    quantization, not the one a model trains in, e.g. mixed_float16) and leave no trace in the
+    caller's Keras state: its random state (building draws initial weights from it, and how
+    many are built depends on caches, which a seeded run must not see) and its dtype policy
+    (which clearing the session resets) are put back afterwards."""
+    import keras
+    from proxyless_tf import reproducible
+    policy = keras.config.dtype_policy()
+    try:
+        with reproducible.random_state_kept():
+            keras.config.set_dtype_policy("float32")
+            yield
+    finally:
+        keras.config.set_dtype_policy(policy)
 
 
 def time_networks(meter, archs, rounds=1, title="", progress=True):
