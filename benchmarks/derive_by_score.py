@@ -9,6 +9,10 @@ batches, accuracy on the held-out validation images), and looks up which network
 best-scored of the first K would derive, against the search's own, in true accuracy.
 
     python -m benchmarks.derive_by_score --run=runs/nas_bench_macro
+    python -m benchmarks.derive_by_score --run=RUN --candidates_of=runs/nas_bench_macro
+
+The second scores the recipe's searches' candidates with RUN's supernet: two supernets judged
+on the same networks.
 
 Scores are kept in RUN/derive_by_score.json (resumable; the ranking's sample, scored the same
 way in RUN/inherited.json, is not scored again); the last line printed is the JSON. K=1 is the
@@ -93,20 +97,23 @@ def main(argv=None):
     parser.add_argument("--run", default="runs/nas_bench_macro",
                         help="a finished benchmarks.nas_bench_macro output folder")
     parser.add_argument("--top", type=int, default=10, help="candidates per search")
+    parser.add_argument("--candidates_of", default=None, metavar="RUN",
+                        help="score the candidates of another output folder's searches with "
+                             "--run's supernet: two supernets compared on the same networks")
     args = parser.parse_args(argv)
     if args.top < 1:
         sys.exit(f"--top={args.top}: at least 1")
     from benchmarks import nas_bench_macro as benchmark
     from proxyless_tf import io_utils, nas_bench_macro as nbm
-    results_path = os.path.join(args.run, "results.json")
-    if not os.path.exists(results_path):
-        sys.exit(f"--run={args.run}: no results.json there (run benchmarks.nas_bench_macro)")
-    results = io_utils.read_json(results_path, what="benchmark results")
-    source = supernet_source(args.run, results)
+    results, source = finished_run(args.run, "--run")
+    candidates_of, candidates_source = (finished_run(args.candidates_of, "--candidates_of")
+                                        if args.candidates_of else (results, source))
     bench = nbm.Benchmark()
-    latencies = benchmark.predicted_latencies(os.path.join(source, "table.json"), bench)
+    # the band is the candidates' search's, on its own table
+    latencies = benchmark.predicted_latencies(os.path.join(candidates_source, "table.json"),
+                                              bench)
     wanted = {name: most_probable(last["probs"], last["target_ms"], latencies, args.top)
-              for name, last in searches_of(args.run).items()}
+              for name, last in searches_of(args.candidates_of or args.run).items()}
     # the ranking's sample was scored the same way: its scores count
     ranked = os.path.join(args.run, "inherited.json")
     known = io_utils.read_json(ranked, what="inherited scores") if os.path.exists(ranked) else {}
@@ -118,7 +125,7 @@ def main(argv=None):
     report = {}
     for name, keys in wanted.items():
         chosen = picks(keys, scores, truth)
-        derived_key = results["searches"].get(name, {}).get("key")
+        derived_key = candidates_of["searches"].get(name, {}).get("key")
         tau = candidates_tau(keys, scores, truth)
         report[name] = {"derived": derived_key, "candidates": [
             [k, round(truth[k], 2), round(scores[k], 4)] for k in keys],
@@ -127,7 +134,18 @@ def main(argv=None):
         print(f"{name} derived {derived_key}  " + "  ".join(
             f"K={k}: {key} {acc:.2f}" for k, (key, acc) in chosen.items())
             + f"  tau among them {tau}")
-    print(json.dumps({"run": args.run, "top": args.top, "searches": report}))
+    print(json.dumps({"run": args.run, "candidates_of": args.candidates_of or args.run,
+                      "top": args.top, "searches": report}))
+
+
+def finished_run(run, flag):
+    """(results, folder of its supernet and table) of a finished benchmark output folder."""
+    from proxyless_tf import io_utils
+    results_path = os.path.join(run, "results.json")
+    if not os.path.exists(results_path):
+        sys.exit(f"{flag}={run}: no results.json there (run benchmarks.nas_bench_macro)")
+    results = io_utils.read_json(results_path, what="benchmark results")
+    return results, supernet_source(run, results)
 
 
 def candidates_tau(keys, scores, truth):
