@@ -48,6 +48,16 @@ def _yes(value):
     return "**met**" if value else "not met"
 
 
+def _goal_line(goal, met, searches):
+    """A goal and whether it is met; a search goal with how many gradient searches meet it."""
+    from benchmarks.nas_bench_macro import SEARCH_GOALS, gradient_searches
+    line = f"- {GOAL_TEXT[goal]}: {_yes(met)}"
+    grad = gradient_searches(searches)
+    if goal in SEARCH_GOALS and grad:
+        line += f" ({sum(map(SEARCH_GOALS[goal], grad))} of {len(grad)} searches)"
+    return line
+
+
 def _pair(g):
     if g["kendall_tau"] is None:
         return "n/a"
@@ -68,7 +78,10 @@ def markdown(r):
         "machine, and look-ups. Recipe: " + ", ".join(f"{k}={v}" for k, v in r["recipe"].items())
         + "; search: " + ", ".join(f"{k}={v}" for k, v in r["search"].items()) + ".",
         "", "## Goals", ""]
-    lines += [f"- {GOAL_TEXT[k]}: {_yes(v)}" for k, v in r["goals"].items()]
+    lines += [_goal_line(k, v, r["searches"]) for k, v in r["goals"].items()]
+    if False in r["goals"].values():
+        lines += ["", "Where a goal is not met, what was tried and why it falls short: "
+                  "docs/search_quality.md (its summary, then the history's sections 12 on)."]
     lines += ["", f"## Ranking ({r['sample']} networks spread over the predicted latency)", "",
               "Kendall tau (Spearman rho) of each score with the benchmark's mean accuracy.",
               ""] + md_table(["score", "all", "fastest third", "middle third", "slowest third"])

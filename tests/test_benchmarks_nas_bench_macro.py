@@ -91,6 +91,16 @@ def test_goals_read_the_figures():
     assert goals["searches_regret_at_most_0.5"] and goals["searches_within_5pct_of_target"]
 
 
+def test_the_report_says_how_many_searches_meet_each_search_goal():
+    from benchmarks.nas_bench_macro_report import _goal_line
+    found = {name: {"algorithm": "grad", "accuracy": acc, "expected_best_of_20_random": 92.1}
+             for name, acc in (("a", 92.0), ("b", 92.2), ("c", 92.3))}
+    found["r"] = {"algorithm": "reinforce", "accuracy": 99.0, "expected_best_of_20_random": 92}
+    line = _goal_line("searches_at_least_best_of_20", False, found)
+    assert line.endswith("not met (2 of 3 searches)")
+    assert _goal_line("tau_above_macs", True, found).endswith("**met**")
+
+
 def test_without_a_gradient_search_the_search_goals_are_not_judged():
     rank = {s: {g: {"kendall_tau": 0.7} for g in ("all", "tercile_1", "tercile_2", "tercile_3")}
             for s in ("supernet", "macs")}
