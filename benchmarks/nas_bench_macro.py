@@ -338,20 +338,10 @@ def uniform_networks(bench, latencies):
     return out
 
 
-SEARCH_GOALS = {  # what every gradient search must meet
-    "searches_at_least_best_of_20": lambda r: r["accuracy"] >= r["expected_best_of_20_random"],
-    "searches_above_uniform": lambda r: r["above_uniform_no_slower"],
-    "searches_regret_at_most_0.5": lambda r: r["regret"] <= 0.5,
-    "searches_within_5pct_of_target": lambda r: abs(r["latency_vs_target"]) <= 0.05}
-
-
-def gradient_searches(found):
-    return [r for r in found.values() if r["algorithm"] == "grad"]
-
-
 def goals(rank, found):
     """Each goal met or not; the searches' goals None (not judged) without a gradient search in
     the run (--only)."""
+    from benchmarks.nas_bench_macro_report import SEARCH_GOALS, gradient_searches
     grad = gradient_searches(found)
     terciles = [rank["supernet"][f"tercile_{i}"]["kendall_tau"] or -1.0 for i in (1, 2, 3)]
     return {

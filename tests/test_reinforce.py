@@ -104,16 +104,21 @@ def test_measured_latency_is_cached_per_architecture():
 
 
 def test_step_on_a_real_supernet_updates_alpha():
-    """Evaluation through the supernet (binary mode, sampled paths, no gradients)."""
+    """Evaluation through the supernet (binary mode, sampled paths, no gradients). One image of
+    each class: a network that predicts one class for every image (as a new one may) scores
+    1/10, not 0, so the samples' rewards differ by their latencies and alpha must move (a reward
+    of 0 for every sample would leave it still, whatever the initial weights)."""
+    from proxyless_tf import reproducible
     from proxyless_tf.supernet import Supernet
+    reproducible.seed_everything(0)
     space = tiny_space(candidates=("k3e3", "k5e3", "zero"))
     net = Supernet(space)
     objective = latency.LatencyObjective(synthetic_table(space), space, 3.0, loss="abs")
     agent = reinforce.Reinforce(net, objective, samples=3, lr=0.05)
     before = [a.numpy().copy() for a in net.alphas]
     weights = [w.numpy().copy() for w in net.weight_variables[:5]]
-    images = tf.random.uniform([8, 16, 16, 3], -1, 1)
-    labels = tf.constant([0, 1, 2, 3, 4, 5, 6, 7], tf.int32)
+    images = tf.random.uniform([10, 16, 16, 3], -1, 1)
+    labels = tf.range(10, dtype=tf.int32)
     for _ in range(2):
         stats = agent.step(images, labels)
     assert 0.0 <= stats["accuracy"] <= 1.0
